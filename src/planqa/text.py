@@ -1,0 +1,93 @@
+"""Chinese text utilities shared by the parser, the retriever and the answerer.
+
+Pure functions only. OpenCC and jieba are loaded lazily on first use (jieba's
+dictionary takes about a second), never at import time.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from functools import lru_cache
+
+# Sentence ends: 。！？ and semicolons (full or half width) close a quotable unit.
+_SENTENCE_END = re.compile(r"(?<=[。！？!?；;])")
+_CJK = re.compile(r"[\u3400-\u9fff]")
+_CONTROL = re.compile(r"[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u200b-\u200f\u2028-\u202e\ufeff]")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+_SPACES = re.compile(r"\s+")
+
+
+@lru_cache(maxsize=1)
+def _t2s():
+    from opencc import OpenCC
+
+    return OpenCC("t2s")
+
+
+@lru_cache(maxsize=4096)
+def to_simplified(text: str) -> str:
+    """Traditional → Simplified (OpenCC t2s); Simplified text passes unchanged."""
+    return _t2s().convert(text) if text else text
+
+
+def is_traditional(text: str) -> bool:
+    """True when the text has characters that t2s would change."""
+    return to_simplified(text) != text
+
+
+def has_cjk(text: str) -> bool:
+    return bool(_CJK.search(text))
+
+
+def clean_input(text: str) -> str:
+    """Make arbitrary user input safe to process: drop lone surrogates and control
+    characters, fold full-width forms to half-width (NFKC) and collapse white space."""
+    text = _SURROGATE.sub("", text)
+    text = unicodedata.normalize("NFKC", text)
+    text = _CONTROL.sub(" ", text)
+    return _SPACES.sub(" ", text).strip()
+
+
+def normalize_query(text: str) -> str:
+    """What both retrieval channels see: cleaned, half-width, Simplified."""
+    return to_simplified(clean_input(text))
+
+
+def split_sentences(paragraph: str) -> list[str]:
+    """Split a paragraph after 。！？； keeping the punctuation; no empty pieces."""
+    return [s for s in (p.strip() for p in _SENTENCE_END.split(paragraph)) if s]
+
+
+@lru_cache(maxsize=1)
+def _jieba():
+    import logging
+
+    import jieba
+
+    jieba.setLogLevel(logging.WARNING)
+    jieba.initialize()
+    return jieba
+
+
+_TOKEN_OK = re.compile(r"[\w]", re.UNICODE)
+# Function words that carry no topic in questions about the plan.
+STOPWORDS = frozenset(
+    "的 了 和 与 及 是 在 对 为 把 被 将 就 都 也 而 并 或 等 之 其 中 上 下 要 有 吗 呢 吧 啊 "
+    "什么 怎么 怎样 如何 哪些 哪个 哪几个 哪 几 多少 是否 为什么 关于 方案 实施方案 规定 提出 "
+    "请问 一下 我们 你 我 这 那 个 条 部分 第".split()
+)
+
+
+def tokenize(text: str) -> list[str]:
+    """Search-mode jieba tokens of Simplified text, lower-cased, stopwords removed.
+
+    Single CJK characters are kept (except stopwords) because abbreviations such as
+    "编" or "会" often carry the topic in short staff questions."""
+    jb = _jieba()
+    out: list[str] = []
+    for tok in jb.lcut_for_search(text.lower()):
+        tok = tok.strip()
+        if tok and _TOKEN_OK.search(tok) and tok not in STOPWORDS:
+            out.append(tok)
+    return out
