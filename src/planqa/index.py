@@ -1,0 +1,179 @@
+"""The FAISS index over the plan's retrieval units, with a manifest that guards it.
+
+Files under the index directory:
+  plan.faiss      inner-product index of L2-normalized unit embeddings
+  units.json      what each vector is (passage id, sentence position, text)
+  manifest.json   model + fingerprint, corpus sha256, unit scheme, counts, versions
+
+`load_index` refuses a missing, corrupt or stale index with `IndexUnavailable`,
+whose message names the command that rebuilds it; it never serves one silently.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+from planqa.corpus import Plan
+from planqa.embeddings import PlanEmbeddings
+
+REBUILD_HINT = "run `make index` (or `planqa index`) to rebuild it"
+#: Bump when the way units are cut or embedded changes: old indexes become stale.
+UNIT_SCHEME = "sentence+passage/heading-context/v1"
+INDEX_FILE, UNITS_FILE, MANIFEST_FILE = "plan.faiss", "units.json", "manifest.json"
+
+
+class IndexUnavailable(RuntimeError):
+    """The index cannot be served; the message says why and how to rebuild it."""
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One embedded piece of the plan: a sentence of a passage, or a whole passage."""
+
+    passage_id: str
+    kind: str  # "sentence" | "passage"
+    position: int  # sentence index inside the passage; -1 for a whole passage
+    text: str  # Simplified text of the unit (what BM25 sees and what is quoted)
+    embed_text: str  # what the model embeds (with its clause heading as context)
+
+
+def plan_units(plan: Plan) -> list[Unit]:
+    """Cut the plan into retrieval units (pure).
+
+    Sentences are the precise units (a question usually matches one sentence);
+    each carries its clause heading as context, since sentences like "2016年年底前…"
+    mean little alone. Whole passages are units too, for questions about a topic."""
+    units: list[Unit] = []
+    for p in plan.passages:
+        if p.kind == "title" and (sec := plan.section(p.section)) and sec.lead:
+            continue  # the lead stands for its section; its embed context is the title
+        # A clause's first sentence is its heading; a lead speaks under its section title.
+        context = {"clause": p.heading_simplified, "lead": p.section_title_simplified}.get(
+            p.kind, "")
+        for i, sent in enumerate(p.sentences_simplified):
+            skip = not context or (p.kind == "clause" and i == 0)
+            units.append(Unit(p.id, "sentence", i, sent, sent if skip else f"{context}：{sent}"))
+        if len(p.sentences_simplified) > 1:
+            whole = p.text_simplified if p.kind != "lead" else f"{context}：{p.text_simplified}"
+            units.append(Unit(p.id, "passage", -1, p.text_simplified, whole))
+    return units
+
+
+def _versions() -> dict[str, str]:
+    out = {}
+    for dist in ("planqa", "faiss-cpu", "sentence-transformers", "torch", "transformers"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = "unknown"
+    return out
+
+
+@dataclass
+class PlanIndex:
+    """Unit vectors in FAISS plus the units they stand for."""
+
+    faiss_index: object
+    units: list[Unit]
+    manifest: dict
+
+    def search(self, query_vecs: np.ndarray, k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Inner-product search; k defaults to every unit (the plan is small)."""
+        k = min(k or len(self.units), len(self.units))
+        return self.faiss_index.search(np.ascontiguousarray(query_vecs, dtype=np.float32), k)
+
+
+def build_index(plan: Plan, embeddings: PlanEmbeddings) -> PlanIndex:
+    """Embed every unit of the plan into a fresh in-memory index."""
+    import faiss
+
+    units = plan_units(plan)
+    t0 = time.perf_counter()
+    vecs = embeddings.encode_passages([u.embed_text for u in units])
+    index = faiss.IndexFlatIP(vecs.shape[1])
+    index.add(vecs)
+    manifest = {
+        "format": 1,
+        "model": embeddings.name,
+        "model_fingerprint": embeddings.fingerprint,
+        "corpus_sha256": plan.sha256,
+        "unit_scheme": UNIT_SCHEME,
+        "units": len(units),
+        "dim": int(vecs.shape[1]),
+        "build_seconds": round(time.perf_counter() - t0, 3),
+        "versions": _versions(),
+    }
+    return PlanIndex(index, units, manifest)
+
+
+def save_index(index: PlanIndex, directory: Path) -> None:
+    """Write the three files atomically (temp files, then rename), manifest last."""
+    import faiss
+
+    directory.mkdir(parents=True, exist_ok=True)
+
+    def write(name: str, writer) -> None:
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.")
+        os.close(fd)
+        try:
+            writer(tmp)
+            os.replace(tmp, directory / name)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    def text_writer(payload: object):
+        def _w(path: str) -> None:
+            Path(path).write_text(
+                json.dumps(payload, ensure_ascii=False, indent=1) + "\n", encoding="utf-8"
+            )
+
+        return _w
+
+    write(INDEX_FILE, lambda path: faiss.write_index(index.faiss_index, path))
+    write(UNITS_FILE, text_writer([asdict(u) for u in index.units]))
+    write(MANIFEST_FILE, text_writer(index.manifest))
+
+
+def load_index(directory: Path, plan: Plan, embeddings: PlanEmbeddings) -> PlanIndex:
+    """Load and verify the index; raise `IndexUnavailable` if it cannot be trusted."""
+    import faiss
+
+    manifest_path = directory / MANIFEST_FILE
+    if not manifest_path.is_file():
+        raise IndexUnavailable(f"No index at {directory}: {REBUILD_HINT}.")
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        units = [Unit(**u) for u in json.loads((directory / UNITS_FILE).read_text("utf-8"))]
+        faiss_index = faiss.read_index(str(directory / INDEX_FILE))
+    except (OSError, ValueError, TypeError, RuntimeError) as exc:
+        raise IndexUnavailable(
+            f"The index at {directory} is unreadable ({type(exc).__name__}): {REBUILD_HINT}."
+        ) from exc
+
+    problems = []
+    if manifest.get("corpus_sha256") != plan.sha256:
+        problems.append("the plan's text changed since it was built")
+    if manifest.get("model_fingerprint") != embeddings.fingerprint:
+        problems.append(
+            f"it was built with another embedding model ({manifest.get('model')!r}, "
+            f"now {embeddings.name!r})"
+        )
+    if manifest.get("unit_scheme") != UNIT_SCHEME:
+        problems.append("this planqa version cuts the plan into units differently")
+    if not (manifest.get("units") == len(units) == faiss_index.ntotal):
+        problems.append("its files disagree on the number of units")
+    if manifest.get("dim") != faiss_index.d or faiss_index.d != embeddings.dim:
+        problems.append("its vector dimension does not match the model")
+    if problems:
+        raise IndexUnavailable(f"The index at {directory} is stale: {'; '.join(problems)}: "
+                               f"{REBUILD_HINT}.")
+    return PlanIndex(faiss_index, units, manifest)

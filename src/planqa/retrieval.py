@@ -1,0 +1,354 @@
+"""Hybrid retrieval over the plan: dense (FAISS) + lexical (BM25 on jieba tokens),
+sentence-level units scored back to their passage, and exact resolution of direct
+references such as "第二部分第5条" or "二、5".
+
+`PlanSearcher` is the engine (plain data in, `Hit`s out); `PlanRetriever` is its
+LangChain face. `load_retriever()` wires both to the default model and index.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+from langchain_core.callbacks import CallbackManagerForRetrieverRun
+from langchain_core.documents import Document
+from langchain_core.retrievers import BaseRetriever
+from pydantic import ConfigDict
+from rank_bm25 import BM25Okapi
+
+from planqa.config import Settings
+from planqa.corpus import Passage, Plan
+from planqa.embeddings import PlanEmbeddings
+from planqa.index import PlanIndex, Unit
+from planqa.text import clean_input, is_traditional, normalize_query, tokenize
+
+# Fusion weights per ranked list (reciprocal-rank fusion, k=RRF_K); tuned on eval/.
+RRF_K = 20
+CHANNEL_WEIGHTS = {"dense_sentence": 1.0, "bm25_sentence": 1.0, "dense_passage": 0.5,
+                   "bm25_passage": 0.5}
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A passage found for a question, with the evidence for it."""
+
+    passage: Passage
+    score: float  # fused relevance; 1.0 for an exact reference
+    matched_sentence: str  # the passage's best-matching sentence (Simplified)
+    matched_position: int  # its index in passage.sentences; -1 if none
+    dense: float  # best cosine between the question and the passage's units
+    lexical: float  # share of the question's (IDF-weighted) terms found in the passage
+    exact_ref: bool = False
+
+
+# ---------------------------------------------------------------- references
+
+_CN_DIGITS = {"一": 1, "二": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9,
+              "十": 10}
+_ROMAN = {"i": 1, "ii": 2, "iii": 3, "iv": 4, "v": 5, "vi": 6, "vii": 7, "viii": 8, "ix": 9,
+          "x": 10}
+_NUM = r"[一二三四五六七八九十\d]{1,3}"
+_SECTION_PATTERNS = (
+    re.compile(rf"第({_NUM})(?:大)?(?:部分|章|节|板块|方面)"),
+    re.compile(rf"(?<![一二三四五六七八九十\d])([一二三四五六七八九十])、(?!\d)"),
+    re.compile(r"\b(?:section|part|chapter)\s+([ivx]+|\d{1,2})\b", re.I),
+)
+_CLAUSE_PATTERNS = (
+    re.compile(rf"第({_NUM})(?:条|点|款|项|小节|小点)"),
+    re.compile(r"(?<![一二三四五六七八九十\d])([一二三四五六七八九十])[、.](\d{1,2})(?!\d)"),
+    re.compile(r"\b(?:clause|item|point|article|paragraph)\s+(\d{1,2})\b", re.I),
+    re.compile(r"\b(?:section|part)\s+(?:[ivx]+|\d{1,2})[.,]\s*(\d{1,2})\b", re.I),
+)
+
+
+def _to_int(token: str) -> int | None:
+    token = token.strip().lower()
+    if token.isdigit():
+        return int(token)
+    if token in _ROMAN:
+        return _ROMAN[token]
+    if token and all(c in _CN_DIGITS for c in token):
+        if token == "十":
+            return 10
+        if token.startswith("十"):
+            return 10 + _CN_DIGITS[token[1]]
+        if len(token) == 2 and token[1] == "十":
+            return _CN_DIGITS[token[0]] * 10
+        if len(token) == 3 and token[1] == "十":
+            return _CN_DIGITS[token[0]] * 10 + _CN_DIGITS[token[2]]
+        if len(token) == 1:
+            return _CN_DIGITS[token]
+    return None
+
+
+_INT_TO_CN = {v: k for k, v in _CN_DIGITS.items()}
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A direct reference in a question: a section, and maybe a clause in it."""
+
+    section: str  # "一".."五"
+    clause: str = ""  # "1".."7" or ""
+
+
+def parse_reference(question: str) -> Reference | None:
+    """Find an explicit section (and clause) reference such as 第二部分第5条, 二、5 or
+    "part 2 clause 5". Returns None when the question names no section."""
+    q = normalize_query(question)
+    m2 = _CLAUSE_PATTERNS[1].search(q)
+    if m2:  # 二、5 / 二.5 carry both numbers at once
+        return Reference(m2.group(1), str(int(m2.group(2))))
+    section = None
+    for rx in _SECTION_PATTERNS:
+        m = rx.search(q)
+        if m and (n := _to_int(m.group(1))) and n in _INT_TO_CN:
+            section = _INT_TO_CN[n]
+            break
+    if section is None:
+        return None
+    for rx in _CLAUSE_PATTERNS:
+        m = rx.search(q)
+        if m and (n := _to_int(m.group(m.lastindex or 1))):
+            return Reference(section, str(n))
+    return Reference(section)
+
+
+# ---------------------------------------------------------------- the engine
+
+
+def _minmax(x: np.ndarray) -> np.ndarray:
+    lo, hi = float(x.min()), float(x.max())
+    return np.zeros_like(x) if hi - lo < 1e-9 else (x - lo) / (hi - lo)
+
+
+class PlanSearcher:
+    """Hybrid search over one plan. Build once; `search` is thread-safe (read-only)."""
+
+    def __init__(self, plan: Plan, index: PlanIndex, embeddings: PlanEmbeddings,
+                 max_question_chars: int = 2000) -> None:
+        self.plan = plan
+        self.index = index
+        self.embeddings = embeddings
+        self.max_question_chars = max_question_chars
+        self.units: list[Unit] = index.units
+        self.passage_ids: list[str] = sorted({u.passage_id for u in self.units},
+                                             key=[p.id for p in plan.passages].index)
+        self._pid_pos = {pid: i for i, pid in enumerate(self.passage_ids)}
+        self._unit_passage = np.array([self._pid_pos[u.passage_id] for u in self.units])
+        self._sent_idx = np.array([i for i, u in enumerate(self.units) if u.kind == "sentence"])
+        self._pass_idx = np.array([i for i, u in enumerate(self.units) if u.kind == "passage"])
+        tokens = [tokenize(u.text) for u in self.units]
+        self._bm25_sent = BM25Okapi([tokens[i] for i in self._sent_idx])
+        # Whole passages for BM25: every passage, even single-sentence ones.
+        self._passage_tokens = [tokenize(plan.get(pid).text_simplified)
+                                for pid in self.passage_ids]
+        self._bm25_pass = BM25Okapi(self._passage_tokens)
+        self._passage_token_sets = [set(t) for t in self._passage_tokens]
+        n = len(self._sent_idx)
+        df: dict[str, int] = defaultdict(int)
+        for i in self._sent_idx:
+            for t in set(tokens[i]):
+                df[t] += 1
+        self._idf = {t: math.log(1 + n / c) for t, c in df.items()}
+        self._idf_unseen = math.log(1 + n)
+
+    # -- public ------------------------------------------------------------
+
+    def prepare(self, question: str) -> str:
+        """Validate and normalize a question; raise ValueError if there is nothing to ask."""
+        if not isinstance(question, str):
+            raise ValueError("question must be a string")
+        cleaned = clean_input(question[: self.max_question_chars * 2])[: self.max_question_chars]
+        if not cleaned:
+            raise ValueError("问题为空：请输入一个问题。(The question is empty.)")
+        return cleaned
+
+    def search(self, question: str, k: int = 5) -> list[Hit]:
+        """The k best passages for the question, best first, one per passage."""
+        q = self.prepare(question)
+        scored = self._score_all(q)
+        ref = parse_reference(q)
+        exact = self._resolve(ref, q) if ref else []
+        seen = {h.passage.id for h in exact}
+        rest = [h for h in scored if h.passage.id not in seen]
+        return (exact + rest)[:k]
+
+    def score_passages(self, question: str) -> list[Hit]:
+        """Every passage scored (no reference resolution); used by the eval's ablations."""
+        return self._score_all(self.prepare(question))
+
+    def lexical_coverage(self, question: str, passage_id: str) -> float:
+        terms = tokenize(normalize_query(question))
+        return self._coverage(terms, self._passage_token_sets[self._pid_pos[passage_id]])
+
+    # -- internals -----------------------------------------------------------
+
+    def _coverage(self, terms: list[str], vocab: set[str]) -> float:
+        if not terms:
+            return 0.0
+        total = sum(self._idf.get(t, self._idf_unseen) for t in set(terms))
+        found = sum(self._idf.get(t, self._idf_unseen) for t in set(terms) if t in vocab)
+        return found / total if total else 0.0
+
+    def channel_scores(self, q: str) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+        """Per-passage scores of each channel, plus per-unit dense and BM25 scores."""
+        qn = normalize_query(q)
+        terms = tokenize(qn)
+        qvec = self.embeddings.encode_queries([qn])
+        sims, ids = self.index.search(qvec)
+        unit_dense = np.empty(len(self.units), dtype=np.float32)
+        unit_dense[ids[0]] = sims[0]
+        unit_bm25 = np.zeros(len(self.units), dtype=np.float32)
+        if terms:
+            unit_bm25[self._sent_idx] = self._bm25_sent.get_scores(terms)
+        n = len(self.passage_ids)
+        dense_sent = np.full(n, -1.0, dtype=np.float32)
+        bm25_sent = np.zeros(n, dtype=np.float32)
+        np.maximum.at(dense_sent, self._unit_passage[self._sent_idx], unit_dense[self._sent_idx])
+        np.maximum.at(bm25_sent, self._unit_passage[self._sent_idx], unit_bm25[self._sent_idx])
+        dense_pass = dense_sent.copy()
+        if len(self._pass_idx):
+            np.maximum.at(dense_pass, self._unit_passage[self._pass_idx],
+                          unit_dense[self._pass_idx])
+        bm25_pass = (np.asarray(self._bm25_pass.get_scores(terms), dtype=np.float32)
+                     if terms else np.zeros(n, dtype=np.float32))
+        channels = {"dense_sentence": dense_sent, "bm25_sentence": bm25_sent,
+                    "dense_passage": dense_pass, "bm25_passage": bm25_pass}
+        return channels, unit_dense, unit_bm25
+
+    def _score_all(self, q: str, weights: dict[str, float] | None = None) -> list[Hit]:
+        channels, unit_dense, unit_bm25 = self.channel_scores(q)
+        weights = weights or CHANNEL_WEIGHTS
+        n = len(self.passage_ids)
+        fused = np.zeros(n, dtype=np.float64)
+        for name, w in weights.items():
+            if w <= 0:
+                continue
+            scores = channels[name]
+            if name.startswith("bm25") and not scores.any():
+                continue  # no shared term: this channel has no opinion
+            ranks = np.empty(n, dtype=np.int64)
+            ranks[np.argsort(-scores, kind="stable")] = np.arange(n)
+            fused += w * (1.0 / (RRF_K + 1 + ranks))
+        # Best sentence per passage: dense and lexical evidence, both normalized.
+        unit_mix = 0.5 * _minmax(unit_dense) + 0.5 * _minmax(unit_bm25)
+        best_unit: dict[int, int] = {}
+        for i in self._sent_idx:
+            p = self._unit_passage[i]
+            if p not in best_unit or unit_mix[i] > unit_mix[best_unit[p]]:
+                best_unit[p] = i
+        terms = tokenize(normalize_query(q))
+        top = fused.max() or 1.0
+        hits = []
+        for p in np.argsort(-fused, kind="stable"):
+            passage = self.plan.get(self.passage_ids[p])
+            u = self.units[best_unit[p]] if p in best_unit else None
+            hits.append(Hit(
+                passage=passage,
+                score=float(fused[p] / top),
+                matched_sentence=u.text if u else passage.text_simplified,
+                matched_position=u.position if u else -1,
+                dense=float(channels["dense_passage"][p]),
+                lexical=self._coverage(terms, self._passage_token_sets[p]),
+            ))
+        return hits
+
+    def _resolve(self, ref: Reference, q: str) -> list[Hit]:
+        """Passages a direct reference names, as exact hits (score 1.0)."""
+        sec = self.plan.section(ref.section)
+        if sec is None:
+            return []
+        if ref.clause:
+            clause = self.plan.clause(ref.section, ref.clause)
+            targets = [clause] if clause else []
+        else:
+            # "第一部分的基本原则": a section plus words that name one of its clauses.
+            terms = set(tokenize(normalize_query(q)))
+            overlap = {c.id: len(terms & set(tokenize(c.heading_simplified))) for c in sec.clauses}
+            named = max(sec.clauses, key=lambda c: overlap[c.id], default=None)
+            if named is not None and overlap[named.id] > 0:
+                targets = [named]
+            else:
+                targets = [sec.lead or self.plan.get(f"{sec.number}.title")]
+        return [Hit(t, 1.0, t.sentences_simplified[0] if t.sentences_simplified else "",
+                    0 if t.sentences_simplified else -1, 1.0, 1.0, exact_ref=True)
+                for t in targets]
+
+
+# ---------------------------------------------------------------- LangChain face
+
+
+def hit_to_document(hit: Hit, traditional: bool = False) -> Document:
+    """One retrieved passage as a LangChain Document (metadata names are public API)."""
+    p = hit.passage
+    shown = p.in_script(traditional)
+    matched = hit.matched_sentence
+    if traditional and 0 <= hit.matched_position < len(p.sentences):
+        matched = p.sentences[hit.matched_position]
+    return Document(
+        page_content=str(shown["text"]),
+        metadata={
+            "id": p.id,
+            "kind": p.kind,
+            "section": p.section,
+            "section_title": shown["section_title"],
+            "clause": p.clause,
+            "ref": p.ref,
+            "heading": shown["heading"],
+            "score": round(hit.score, 4),
+            "matched_sentence": matched,
+            "dense": round(hit.dense, 4),
+            "lexical": round(hit.lexical, 4),
+            "exact_ref": hit.exact_ref,
+        },
+    )
+
+
+class PlanRetriever(BaseRetriever):
+    """LangChain retriever over the plan: `invoke(question) -> list[Document]`.
+
+    Documents come best first, one per passage, in the question's script
+    (Traditional questions get the source's Traditional text, others Simplified)."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    searcher: PlanSearcher
+    k: int = 5
+
+    def _get_relevant_documents(
+        self, query: str, *, run_manager: CallbackManagerForRetrieverRun
+    ) -> list[Document]:
+        hits = self.searcher.search(query, k=self.k)
+        traditional = is_traditional(self.searcher.prepare(query))
+        return [hit_to_document(h, traditional) for h in hits]
+
+
+def load_searcher(settings: Settings | None = None) -> PlanSearcher:
+    """Load plan, model and index (verified against each other) into a searcher."""
+    from planqa.corpus import load_plan
+    from planqa.embeddings import load_embeddings
+    from planqa.index import load_index
+
+    settings = settings or Settings.from_env()
+    plan = load_plan(settings.plan_path)
+    embeddings = load_embeddings(settings)
+    index = load_index(settings.index_dir, plan, embeddings)
+    return PlanSearcher(plan, index, embeddings, settings.max_question_chars)
+
+
+def load_retriever(k: int = 5, settings: Settings | None = None) -> PlanRetriever:
+    """The plan's retriever with the configured model and index (see README: Configuration).
+
+    Raises `planqa.index.IndexUnavailable` if the index is missing or stale."""
+    if k < 1:
+        raise ValueError("k must be at least 1")
+    return PlanRetriever(searcher=load_searcher(settings), k=k)
+
+
+__all__ = ["Hit", "PlanRetriever", "PlanSearcher", "Reference", "hit_to_document",
+           "load_retriever", "load_searcher", "parse_reference"]
