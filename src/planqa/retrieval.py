@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
@@ -43,6 +43,8 @@ class Hit:
     dense: float  # best cosine between the question and the passage's units
     lexical: float  # share of the question's (IDF-weighted) terms found in the passage
     exact_ref: bool = False
+    #: how well each sentence of the passage answers the question (0..1), by position
+    sentence_scores: tuple[float, ...] = ()
 
 
 # ---------------------------------------------------------------- references
@@ -54,7 +56,7 @@ _ROMAN = {"i": 1, "ii": 2, "iii": 3, "iv": 4, "v": 5, "vi": 6, "vii": 7, "viii":
 _NUM = r"[一二三四五六七八九十\d]{1,3}"
 _SECTION_PATTERNS = (
     re.compile(rf"第({_NUM})(?:大)?(?:部分|章|节|板块|方面)"),
-    re.compile(rf"(?<![一二三四五六七八九十\d])([一二三四五六七八九十])、(?!\d)"),
+    re.compile(r"(?<![一二三四五六七八九十\d])([一二三四五六七八九十])、(?!\d)"),
     re.compile(r"\b(?:section|part|chapter)\s+([ivx]+|\d{1,2})\b", re.I),
 )
 _CLAUSE_PATTERNS = (
@@ -143,6 +145,7 @@ class PlanSearcher:
         self._sent_idx = np.array([i for i, u in enumerate(self.units) if u.kind == "sentence"])
         self._pass_idx = np.array([i for i, u in enumerate(self.units) if u.kind == "passage"])
         tokens = [tokenize(u.text) for u in self.units]
+        self._unit_token_sets = [set(t) for t in tokens]
         self._bm25_sent = BM25Okapi([tokens[i] for i in self._sent_idx])
         # Whole passages for BM25: every passage, even single-sentence ones.
         self._passage_tokens = [tokenize(plan.get(pid).text_simplified)
@@ -168,19 +171,24 @@ class PlanSearcher:
             raise ValueError("问题为空：请输入一个问题。(The question is empty.)")
         return cleaned
 
-    def search(self, question: str, k: int = 5) -> list[Hit]:
-        """The k best passages for the question, best first, one per passage."""
-        q = self.prepare(question)
-        scored = self._score_all(q)
-        ref = parse_reference(q)
-        exact = self._resolve(ref, q) if ref else []
-        seen = {h.passage.id for h in exact}
-        rest = [h for h in scored if h.passage.id not in seen]
-        return (exact + rest)[:k]
+    def search(self, question: str, k: int = 5,
+               prior: dict[str, float] | None = None) -> list[Hit]:
+        """The k best passages for the question, best first, one per passage.
 
-    def score_passages(self, question: str) -> list[Hit]:
-        """Every passage scored (no reference resolution); used by the eval's ablations."""
-        return self._score_all(self.prepare(question))
+        `prior` adds weight (in units of a first rank) to passages by id, e.g. the
+        clause a conversation was about."""
+        q = self.prepare(question)
+        scored = self._score_all(q, prior=prior)
+        ref = parse_reference(q)
+        exact = self._resolve(ref, q, scored) if ref else []
+        seen = {h.passage.id for h in exact}
+        return (exact + [h for h in scored if h.passage.id not in seen])[:k]
+
+    def score_passages(self, question: str,
+                       weights: dict[str, float] | None = None) -> list[Hit]:
+        """Every passage scored by the given channel weights, without reference
+        resolution: the eval's ablations (BM25 alone, dense alone) use this."""
+        return self._score_all(self.prepare(question), weights=weights)
 
     def lexical_coverage(self, question: str, passage_id: str) -> float:
         terms = tokenize(normalize_query(question))
@@ -195,8 +203,8 @@ class PlanSearcher:
         found = sum(self._idf.get(t, self._idf_unseen) for t in set(terms) if t in vocab)
         return found / total if total else 0.0
 
-    def channel_scores(self, q: str) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
-        """Per-passage scores of each channel, plus per-unit dense and BM25 scores."""
+    def channel_scores(self, q: str) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Per-passage scores of each channel, plus every unit's dense similarity."""
         qn = normalize_query(q)
         terms = tokenize(qn)
         qvec = self.embeddings.encode_queries([qn])
@@ -219,10 +227,11 @@ class PlanSearcher:
                      if terms else np.zeros(n, dtype=np.float32))
         channels = {"dense_sentence": dense_sent, "bm25_sentence": bm25_sent,
                     "dense_passage": dense_pass, "bm25_passage": bm25_pass}
-        return channels, unit_dense, unit_bm25
+        return channels, unit_dense
 
-    def _score_all(self, q: str, weights: dict[str, float] | None = None) -> list[Hit]:
-        channels, unit_dense, unit_bm25 = self.channel_scores(q)
+    def _score_all(self, q: str, weights: dict[str, float] | None = None,
+                   prior: dict[str, float] | None = None) -> list[Hit]:
+        channels, unit_dense = self.channel_scores(q)
         weights = weights or CHANNEL_WEIGHTS
         n = len(self.passage_ids)
         fused = np.zeros(n, dtype=np.float64)
@@ -235,30 +244,41 @@ class PlanSearcher:
             ranks = np.empty(n, dtype=np.int64)
             ranks[np.argsort(-scores, kind="stable")] = np.arange(n)
             fused += w * (1.0 / (RRF_K + 1 + ranks))
-        # Best sentence per passage: dense and lexical evidence, both normalized.
-        unit_mix = 0.5 * _minmax(unit_dense) + 0.5 * _minmax(unit_bm25)
-        best_unit: dict[int, int] = {}
-        for i in self._sent_idx:
-            p = self._unit_passage[i]
-            if p not in best_unit or unit_mix[i] > unit_mix[best_unit[p]]:
-                best_unit[p] = i
-        terms = tokenize(normalize_query(q))
+        for pid, bonus in (prior or {}).items():
+            if pid in self._pid_pos:  # a conversation's earlier clause, as a prior
+                fused[self._pid_pos[pid]] += bonus / (RRF_K + 1)
+        sentence_scores = self._sentence_scores(unit_dense, terms := tokenize(normalize_query(q)))
         top = fused.max() or 1.0
         hits = []
         for p in np.argsort(-fused, kind="stable"):
             passage = self.plan.get(self.passage_ids[p])
-            u = self.units[best_unit[p]] if p in best_unit else None
+            per_sentence = sentence_scores.get(passage.id, ())
+            best = int(np.argmax(per_sentence)) if per_sentence else -1
             hits.append(Hit(
                 passage=passage,
                 score=float(fused[p] / top),
-                matched_sentence=u.text if u else passage.text_simplified,
-                matched_position=u.position if u else -1,
+                matched_sentence=(passage.sentences_simplified[best] if best >= 0
+                                  else passage.text_simplified),
+                matched_position=best,
                 dense=float(channels["dense_passage"][p]),
                 lexical=self._coverage(terms, self._passage_token_sets[p]),
+                sentence_scores=per_sentence,
             ))
         return hits
 
-    def _resolve(self, ref: Reference, q: str) -> list[Hit]:
+    def _sentence_scores(self, unit_dense: np.ndarray,
+                         terms: list[str]) -> dict[str, tuple[float, ...]]:
+        """Per passage, each sentence's evidence: dense similarity (min-max over the
+        plan's sentences) blended with the IDF-weighted share of question terms it has."""
+        dense = _minmax(unit_dense[self._sent_idx])
+        out: dict[str, list[float]] = defaultdict(list)
+        for d, i in zip(dense, self._sent_idx, strict=True):
+            u = self.units[i]
+            lex = self._coverage(terms, self._unit_token_sets[i]) if terms else 0.0
+            out[u.passage_id].append(0.5 * float(d) + 0.5 * lex)
+        return {pid: tuple(v) for pid, v in out.items()}
+
+    def _resolve(self, ref: Reference, q: str, scored: list[Hit]) -> list[Hit]:
         """Passages a direct reference names, as exact hits (score 1.0)."""
         sec = self.plan.section(ref.section)
         if sec is None:
@@ -275,8 +295,9 @@ class PlanSearcher:
                 targets = [named]
             else:
                 targets = [sec.lead or self.plan.get(f"{sec.number}.title")]
-        return [Hit(t, 1.0, t.sentences_simplified[0] if t.sentences_simplified else "",
-                    0 if t.sentences_simplified else -1, 1.0, 1.0, exact_ref=True)
+        by_id = {h.passage.id: h for h in scored}
+        return [replace(by_id[t.id], score=1.0, exact_ref=True) if t.id in by_id
+                else Hit(t, 1.0, t.text_simplified, -1, 1.0, 1.0, exact_ref=True)
                 for t in targets]
 
 

@@ -25,6 +25,20 @@ def _t2s():
     return OpenCC("t2s")
 
 
+@lru_cache(maxsize=1)
+def _s2t():
+    from opencc import OpenCC
+
+    return OpenCC("s2t")
+
+
+@lru_cache(maxsize=1024)
+def to_traditional(text: str) -> str:
+    """Simplified → Traditional, for planqa's own framing words only (quotes of the
+    plan always come from the source's Traditional text, never from a conversion)."""
+    return _s2t().convert(text) if text else text
+
+
 @lru_cache(maxsize=4096)
 def to_simplified(text: str) -> str:
     """Traditional → Simplified (OpenCC t2s); Simplified text passes unchanged."""

@@ -1,0 +1,151 @@
+"""PlanQA: the retrieval-augmented answering chain, built from LangChain Runnables.
+
+    condense (follow-ups → self-contained question)
+      | retrieve (hybrid search, the conversation's clause as a prior)
+      | compose (extractive answer; an optional LLM answer, verified, when configured)
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from langchain_core.runnables import Runnable, RunnableLambda
+
+from planqa.answering import DEFAULT_CALIBRATION, Answer, Calibration, compose
+from planqa.config import Settings
+from planqa.conversation import resolve
+from planqa.corpus import Plan
+from planqa.retrieval import PlanSearcher, load_searcher
+from planqa.text import clean_input, has_cjk, is_traditional
+
+log = logging.getLogger("planqa")
+
+#: How many passages the answerer sees (and "可能相关" may list).
+TOP_K = 5
+
+
+class PlanQA:
+    """Answers questions about the plan, quoting section and clause.
+
+    >>> qa = PlanQA()
+    >>> qa.ask("事业编制要精简到多少名？").citations[0].ref
+    '二、2'
+
+    The searcher (model + index) and the LLM are injectable; by default they come
+    from `Settings.from_env()` and load on first use (or `warm_up()`)."""
+
+    def __init__(self, settings: Settings | None = None, searcher: PlanSearcher | None = None,
+                 llm: Any | None = None, calibration: Calibration = DEFAULT_CALIBRATION) -> None:
+        self.settings = settings or Settings.from_env()
+        self._searcher = searcher
+        self._llm = llm
+        self._llm_configured = llm is not None or bool(self.settings.llm_base_url)
+        self.calibration = calibration
+        self._lock = threading.Lock()
+        self._chain: Runnable | None = None
+
+    # -- loading ---------------------------------------------------------------
+
+    @property
+    def searcher(self) -> PlanSearcher:
+        if self._searcher is None:
+            with self._lock:
+                if self._searcher is None:
+                    self._searcher = load_searcher(self.settings)
+        return self._searcher
+
+    @property
+    def plan(self) -> Plan:
+        return self.searcher.plan
+
+    @property
+    def llm(self) -> Any | None:
+        if self._llm is None and self._llm_configured:
+            from planqa.llm import LLMAnswerer
+
+            self._llm = LLMAnswerer.from_settings(self.settings)
+        return self._llm
+
+    def warm_up(self) -> None:
+        """Load model and index now, and run one query so first answers are fast."""
+        self.ask("科协系统深化改革的指导思想是什么？")
+
+    @property
+    def chain(self) -> Runnable:
+        """condense | retrieve | compose, as a LangChain Runnable over a dict state."""
+        if self._chain is None:
+            self._chain = (RunnableLambda(self._condense, name="condense")
+                           | RunnableLambda(self._retrieve, name="retrieve")
+                           | RunnableLambda(self._compose, name="compose"))
+        return self._chain
+
+    # -- the steps -------------------------------------------------------------
+
+    def _condense(self, state: dict) -> dict:
+        question = self.searcher.prepare(state["question"])
+        history = [(clean_input(q), a) for q, a in state.get("history") or []]
+        resolved = resolve(question, history, self.plan)
+        return {**state, "question": question, "resolved": resolved}
+
+    def _retrieve(self, state: dict) -> dict:
+        resolved = state["resolved"]
+        hits = self.searcher.search(resolved.question, k=TOP_K, prior=resolved.prior)
+        return {**state, "hits": hits}
+
+    def _compose(self, state: dict) -> Answer:
+        question, resolved, hits = state["question"], state["resolved"], state["hits"]
+        script = state.get("script")
+        traditional = (script == "traditional") if script else (
+            has_cjk(question) and is_traditional(question))
+        answer = compose(resolved.question, hits, self.plan, traditional=traditional,
+                         cal=self.calibration)
+        if self.llm is not None and answer.found:
+            answer = self.llm.answer(question, resolved.question, hits, answer)
+        return _with_question(answer, resolved.question)
+
+    # -- public ----------------------------------------------------------------
+
+    def ask(self, question: str, history: list[tuple[str, str]] | None = None,
+            script: str | None = None) -> Answer:
+        """Answer `question`; `history` holds earlier (question, answer) turns, oldest first.
+
+        `script` forces "simplified" or "traditional"; by default the answer follows the
+        question's script (English questions get Simplified Chinese).
+        Raises ValueError for an empty question or a malformed history."""
+        if not isinstance(question, str):
+            raise ValueError("question must be a string")
+        if script not in (None, "simplified", "traditional"):
+            raise ValueError("script must be 'simplified' or 'traditional'")
+        history = _check_history(history)
+        return self.chain.invoke({"question": question, "history": history, "script": script})
+
+    def stream(self, question: str, history: list[tuple[str, str]] | None = None,
+               script: str | None = None) -> Iterator[str]:
+        """The answer text in pieces (a line at a time), for chat front ends."""
+        answer = self.ask(question, history, script)
+        lines = answer.text.split("\n")
+        for i, line in enumerate(lines):
+            yield line + ("\n" if i < len(lines) - 1 else "")
+
+
+def _with_question(answer: Answer, question: str) -> Answer:
+    from dataclasses import replace
+
+    return replace(answer, question=question)
+
+
+def _check_history(history: Any) -> list[tuple[str, str]]:
+    if history is None:
+        return []
+    if not isinstance(history, list | tuple):
+        raise ValueError("history must be a list of [question, answer] pairs")
+    out = []
+    for turn in history:
+        if (not isinstance(turn, list | tuple) or len(turn) != 2
+                or not all(isinstance(x, str) for x in turn)):
+            raise ValueError("history must be a list of [question, answer] pairs of strings")
+        out.append((turn[0], turn[1]))
+    return out[-20:]  # older turns cannot change how a follow-up resolves

@@ -1,0 +1,122 @@
+"""Follow-up questions resolved from the conversation, without an LLM.
+
+A follow-up such as "那全委会委员呢？", "编制呢？" or "这一条具体怎么落实？" leans on
+earlier turns. `resolve` rewrites it into a self-contained question and names the
+earlier turn's clause as a prior for retrieval. History is plain (question, answer)
+text, so the earlier clause is read back from the answer's 出处 line.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from planqa.corpus import Plan
+from planqa.retrieval import parse_reference
+from planqa.text import clean_input, normalize_query
+
+_SECTION_WORD = {"第一部分": "一", "第二部分": "二", "第三部分": "三", "第四部分": "四",
+                 "第五部分": "五"}
+# 出处 line: 第二部分“…”第2条“…” (or a bare ref such as 二、2 written by an LLM).
+_CITED = re.compile(r"(第[一二三四五]部分)“[^”]*”(?:第(\d{1,2})条)?")
+_BARE_REF = re.compile(r"(?<![一二三四五六七八九十\d])([一二三四五])、(\d{1,2})(?!\d)")
+_LEADS = ("那么", "那", "还有", "另外", "再问", "又", "and ", "what about ", "how about ")
+_ANAPHORA = re.compile(r"这一?条|该条|此条|这项|这一?点|这个|这些|上述|上面|前面说的|它|其中|"
+                       r"\b(?:this|that|it)\b", re.I)
+_ORDINAL_ITEM = re.compile(r"第([一二三四五六七八九十\d]{1,2})(?:个|项|点|条)?"
+                           r"(原则|意识|方面|要求|措施|项|点|个)")
+_CN = {c: i for i, c in enumerate("一二三四五六七八九十", 1)}
+_CONTENT = re.compile(r"[^\W_]", re.UNICODE)
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A question made self-contained, plus what retrieval should favour."""
+
+    question: str  # what retrieval and the answerer see
+    original: str
+    follow_up: bool = False
+    prior: dict[str, float] = field(default_factory=dict)  # passage id -> bonus
+
+
+def cited_passages(answer: str, plan: Plan) -> list[str]:
+    """Passage ids an earlier answer cited, in order (from its 出处 line or bare refs)."""
+    ids: list[str] = []
+    text = normalize_query(answer)
+    for m in _CITED.finditer(text):
+        sec = _SECTION_WORD[m.group(1)]
+        pid = f"{sec}.{m.group(2)}" if m.group(2) else f"{sec}.lead"
+        if pid not in ids:
+            ids.append(pid)
+    for m in _BARE_REF.finditer(text):
+        pid = f"{m.group(1)}.{m.group(2)}"
+        if pid not in ids:
+            ids.append(pid)
+    return [pid for pid in ids if _exists(plan, pid)]
+
+
+def _exists(plan: Plan, pid: str) -> bool:
+    try:
+        plan.get(pid)
+    except KeyError:
+        return False
+    return True
+
+
+def _to_int(token: str) -> int:
+    return int(token) if token.isdigit() else _CN.get(token, 0)
+
+
+def _content_len(text: str) -> int:
+    return len(_CONTENT.findall(text))
+
+
+def is_elliptical(question: str) -> bool:
+    """Does the question lean on an earlier turn ("那X呢？", "编制呢？", "这一条…")?"""
+    q = clean_input(question).lower()
+    core = q.rstrip("？?。.!！ ")
+    if _ANAPHORA.search(q) or _ORDINAL_ITEM.search(q):
+        return True
+    if core.endswith("呢") and _content_len(core) <= 16:
+        return True
+    return q.startswith(_LEADS) and _content_len(core) <= 14
+
+
+def resolve(question: str, history: list[tuple[str, str]] | None, plan: Plan) -> Resolved:
+    """Make `question` self-contained using `history` (oldest turn first)."""
+    if not history:
+        return Resolved(question, question)
+    # Resolve earlier turns in order, so a chain of follow-ups keeps its topic.
+    previous = Resolved(history[0][0], history[0][0])
+    for i, (q, _a) in enumerate(history[1:], 1):
+        previous = _resolve_one(q, previous, history[i - 1][1], plan)
+    return _resolve_one(question, previous, history[-1][1], plan)
+
+
+def _resolve_one(question: str, previous: Resolved, previous_answer: str,
+                 plan: Plan) -> Resolved:
+    if parse_reference(question) or not is_elliptical(question):
+        return Resolved(question, question)  # self-contained: never drag the old topic in
+    cited = cited_passages(previous_answer, plan)
+    prior = {pid: 2.0 if i == 0 else 0.5 for i, pid in enumerate(cited[:3])}
+
+    m = _ORDINAL_ITEM.search(clean_input(question))
+    if m and cited:
+        n = _to_int(m.group(1))
+        top = plan.get(cited[0])
+        if top.items and 1 <= n <= len(top.items):
+            # "第二个原则是什么意思" -> that item's heading, within the cited clause.
+            item = top.items[n - 1]
+            return Resolved(f"{item.heading_simplified}{question}", question, True,
+                            {top.id: 3.0})
+
+    focus = clean_input(question)
+    for lead in _LEADS:
+        if focus.lower().startswith(lead):
+            focus = focus[len(lead):]
+            break
+    focus = focus.rstrip("？?。.!！ ").removesuffix("呢").removesuffix("又如何").strip()
+    if _ANAPHORA.search(question):
+        # "这一条具体怎么落实": stay inside the clause the conversation is about.
+        prior = {pid: v * 2 for pid, v in prior.items()}
+    return Resolved(f"{focus} {previous.question}".strip(), question, True, prior)
