@@ -16,7 +16,7 @@ from langchain_core.runnables import Runnable, RunnableLambda
 
 from planqa.answering import DEFAULT_CALIBRATION, Answer, Calibration, compose
 from planqa.config import Settings
-from planqa.conversation import resolve
+from planqa.conversation import Resolved, resolve
 from planqa.corpus import Plan
 from planqa.retrieval import PlanSearcher, load_searcher
 from planqa.text import clean_input, has_cjk, is_traditional
@@ -92,8 +92,34 @@ class PlanQA:
 
     def _retrieve(self, state: dict) -> dict:
         resolved = state["resolved"]
+        if resolved.tentative:
+            # A short question may still stand alone ("科普怎么搞？"): keep it as asked
+            # when it finds a confident answer by itself.
+            alone = self.searcher.search(resolved.original, k=TOP_K)
+            if alone and alone[0].dense >= self.calibration.strong_dense:
+                return {**state, "hits": alone,
+                        "resolved": Resolved(resolved.original, resolved.original)}
         hits = self.searcher.search(resolved.question, k=TOP_K, prior=resolved.prior)
+        if resolved.focus and hits:
+            hits = self._about_focus(hits, resolved.focus)
         return {**state, "hits": hits}
+
+    def _about_focus(self, hits: list, focus: str) -> list:
+        """Put first the best passage that speaks of a follow-up's new words; if none
+        of the hits does, search for those words alone."""
+        terms = self.searcher.query_terms(focus)
+        if not terms:
+            return hits
+
+        def speaks_of(hit) -> bool:
+            return self.searcher.lexical_coverage(terms, hit.passage.id) >= 0.99
+
+        if speaks_of(hits[0]):
+            return hits
+        about = [h for h in hits if speaks_of(h)]
+        if not about:
+            about = [h for h in self.searcher.search(focus, k=TOP_K) if speaks_of(h)][:1]
+        return about[:1] + [h for h in hits if h.passage.id not in {a.passage.id for a in about[:1]}]
 
     def _compose(self, state: dict) -> Answer:
         question, resolved, hits = state["question"], state["resolved"], state["hits"]
@@ -101,7 +127,7 @@ class PlanQA:
         traditional = (script == "traditional") if script else (
             has_cjk(question) and is_traditional(question))
         answer = compose(resolved.question, hits, self.plan, traditional=traditional,
-                         cal=self.calibration)
+                         asked=question, cal=self.calibration)
         if self.llm is not None and answer.found:
             answer = self.llm.answer(question, resolved.question, hits, answer)
         return _with_question(answer, resolved.question)

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from planqa.corpus import Plan
 from planqa.retrieval import parse_reference
-from planqa.text import clean_input, normalize_query
+from planqa.text import clean_input, normalize_query, tokenize
 
 _SECTION_WORD = {"第一部分": "一", "第二部分": "二", "第三部分": "三", "第四部分": "四",
                  "第五部分": "五"}
@@ -21,10 +22,17 @@ _SECTION_WORD = {"第一部分": "一", "第二部分": "二", "第三部分": "
 _CITED = re.compile(r"(第[一二三四五]部分)“[^”]*”(?:第(\d{1,2})条)?")
 _BARE_REF = re.compile(r"(?<![一二三四五六七八九十\d])([一二三四五])、(\d{1,2})(?!\d)")
 _LEADS = ("那么", "那", "还有", "另外", "再问", "又", "and ", "what about ", "how about ")
-_ANAPHORA = re.compile(r"这一?条|该条|此条|这项|这一?点|这个|这些|上述|上面|前面说的|它|其中|"
-                       r"\b(?:this|that|it)\b", re.I)
+# "这一条" points at the earlier clause; "它" at the earlier topic.
+_CLAUSE_ANAPHORA = re.compile(r"这一?条|该条|此条|这项规定|这一?项|这一?点|这部分|上述|上面|"
+                              r"前面说的|\bthis (?:clause|article|item|point)\b", re.I)
+_ENTITY_ANAPHORA = re.compile(r"它|其|这个|这些|这种|那个|那些|\b(?:it|they|them|this|that)\b",
+                              re.I)
 _ORDINAL_ITEM = re.compile(r"第([一二三四五六七八九十\d]{1,2})(?:个|项|点|条)?"
                            r"(原则|意识|方面|要求|措施|项|点|个)")
+_QUESTION_WORDS = re.compile(r"什么时候|什么|怎么样|怎么|怎样|如何|哪些|哪个|多少|几|吗|呢|吧|啊|"
+                             r"是否|能否|有没有|是不是|请问|具体|一下|要|的|了|是")
+#: Prior weights, in units of one channel's full range (see PlanSearcher.search).
+PRIOR_CLAUSE, PRIOR_TOPIC = 1.0, 0.3
 _CN = {c: i for i, c in enumerate("一二三四五六七八九十", 1)}
 _CONTENT = re.compile(r"[^\W_]", re.UNICODE)
 
@@ -37,6 +45,12 @@ class Resolved:
     original: str
     follow_up: bool = False
     prior: dict[str, float] = field(default_factory=dict)  # passage id -> bonus
+    #: only a guess (a short question with no follow-up marker): the chain keeps the
+    #: question as asked when that alone finds a confident answer.
+    tentative: bool = False
+    #: the new words of a follow-up ("全委会委员" in "那全委会委员呢？"): the answer must
+    #: speak of them, not only of the earlier topic.
+    focus: str = ""
 
 
 def cited_passages(answer: str, plan: Plan) -> list[str]:
@@ -71,15 +85,30 @@ def _content_len(text: str) -> int:
     return len(_CONTENT.findall(text))
 
 
-def is_elliptical(question: str) -> bool:
-    """Does the question lean on an earlier turn ("那X呢？", "编制呢？", "这一条…")?"""
+@lru_cache(maxsize=4)
+def _vocabulary(plan: Plan) -> frozenset[str]:
+    return frozenset(t for p in plan.passages for t in tokenize(p.text_simplified))
+
+
+def follow_up_kind(question: str, plan: Plan) -> str:
+    """"explicit" when the question leans on an earlier turn by its form ("那X呢？",
+    "这一条…", "第二个原则…"); "tentative" when it is merely short and speaks only of
+    things the plan has words for ("最晚什么时候完成？", not "明天会下雨吗？"); else ""."""
     q = clean_input(question).lower()
     core = q.rstrip("？?。.!！ ")
-    if _ANAPHORA.search(q) or _ORDINAL_ITEM.search(q):
-        return True
+    if _CLAUSE_ANAPHORA.search(q) or _ENTITY_ANAPHORA.search(q) or _ORDINAL_ITEM.search(q):
+        return "explicit"
     if core.endswith("呢") and _content_len(core) <= 16:
-        return True
-    return q.startswith(_LEADS) and _content_len(core) <= 14
+        return "explicit"
+    if q.startswith(_LEADS) and _content_len(core) <= 14:
+        return "explicit"
+    rest = _QUESTION_WORDS.sub("", core)
+    if _content_len(rest) <= 6:
+        terms = tokenize(normalize_query(rest))
+        vocab = _vocabulary(plan)
+        if sum(t in vocab for t in terms) * 2 >= len(terms):
+            return "tentative"
+    return ""
 
 
 def resolve(question: str, history: list[tuple[str, str]] | None, plan: Plan) -> Resolved:
@@ -95,12 +124,13 @@ def resolve(question: str, history: list[tuple[str, str]] | None, plan: Plan) ->
 
 def _resolve_one(question: str, previous: Resolved, previous_answer: str,
                  plan: Plan) -> Resolved:
-    if parse_reference(question) or not is_elliptical(question):
+    kind = "" if parse_reference(question) else follow_up_kind(question, plan)
+    if not kind:
         return Resolved(question, question)  # self-contained: never drag the old topic in
     cited = cited_passages(previous_answer, plan)
-    prior = {pid: 2.0 if i == 0 else 0.5 for i, pid in enumerate(cited[:3])}
+    q = clean_input(question)
 
-    m = _ORDINAL_ITEM.search(clean_input(question))
+    m = _ORDINAL_ITEM.search(q)
     if m and cited:
         n = _to_int(m.group(1))
         top = plan.get(cited[0])
@@ -108,15 +138,18 @@ def _resolve_one(question: str, previous: Resolved, previous_answer: str,
             # "第二个原则是什么意思" -> that item's heading, within the cited clause.
             item = top.items[n - 1]
             return Resolved(f"{item.heading_simplified}{question}", question, True,
-                            {top.id: 3.0})
+                            {top.id: PRIOR_CLAUSE})
 
-    focus = clean_input(question)
+    focus = q
     for lead in _LEADS:
         if focus.lower().startswith(lead):
             focus = focus[len(lead):]
             break
     focus = focus.rstrip("？?。.!！ ").removesuffix("呢").removesuffix("又如何").strip()
-    if _ANAPHORA.search(question):
-        # "这一条具体怎么落实": stay inside the clause the conversation is about.
-        prior = {pid: v * 2 for pid, v in prior.items()}
-    return Resolved(f"{focus} {previous.question}".strip(), question, True, prior)
+    # "这一条具体怎么落实" stays inside the earlier clause; "它…" or "那X呢" only leans on it.
+    weight = PRIOR_CLAUSE if _CLAUSE_ANAPHORA.search(q) else PRIOR_TOPIC
+    prior = {cited[0]: weight} if cited else {}
+    explicit_focus = "" if _ENTITY_ANAPHORA.search(focus) or _CLAUSE_ANAPHORA.search(focus) \
+        else _QUESTION_WORDS.sub("", focus)
+    return Resolved(f"{focus} {previous.question}".strip(), question, True, prior,
+                    tentative=kind == "tentative", focus=explicit_focus)

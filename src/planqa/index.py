@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -26,7 +27,7 @@ from planqa.embeddings import PlanEmbeddings
 
 REBUILD_HINT = "run `make index` (or `planqa index`) to rebuild it"
 #: Bump when the way units are cut or embedded changes: old indexes become stale.
-UNIT_SCHEME = "sentence+passage/heading-context/v1"
+UNIT_SCHEME = "sentence+window50+passage/v2"
 INDEX_FILE, UNITS_FILE, MANIFEST_FILE = "plan.faiss", "units.json", "manifest.json"
 
 
@@ -39,31 +40,49 @@ class Unit:
     """One embedded piece of the plan: a sentence of a passage, or a whole passage."""
 
     passage_id: str
-    kind: str  # "sentence" | "passage"
+    kind: str  # "sentence" | "window" (part of a long sentence) | "passage"
     position: int  # sentence index inside the passage; -1 for a whole passage
-    text: str  # Simplified text of the unit (what BM25 sees and what is quoted)
-    embed_text: str  # what the model embeds (with its clause heading as context)
+    text: str  # Simplified text of the unit
+    embed_text: str  # what the model embeds
+
+
+#: Sentences longer than this are also embedded as comma-delimited windows: one
+#: long sentence of the plan often carries several facts, and a short question
+#: matches the window with its fact better than the whole (eval/: +4 pts dense hit@1).
+WINDOW_CHARS = 50
+_COMMA = re.compile(r"(?<=[,;，；])")
+
+
+def sentence_windows(sentence: str, size: int = WINDOW_CHARS) -> list[str]:
+    """Cut a long sentence at commas into consecutive windows of about `size` chars."""
+    if len(sentence) <= size + size // 5:
+        return []
+    windows, buf = [], ""
+    for piece in (x for x in _COMMA.split(sentence) if x):
+        if buf and len(buf) + len(piece) > size:
+            windows.append(buf)
+            buf = ""
+        buf += piece
+    if buf:
+        windows.append(buf)
+    return windows if len(windows) > 1 else []
 
 
 def plan_units(plan: Plan) -> list[Unit]:
-    """Cut the plan into retrieval units (pure).
+    """Cut the plan into retrieval units (pure): every sentence, the comma windows of
+    long sentences, and whole passages (for questions about a clause's topic).
 
-    Sentences are the precise units (a question usually matches one sentence);
-    each carries its clause heading as context, since sentences like "2016年年底前…"
-    mean little alone. Whole passages are units too, for questions about a topic."""
+    Units are embedded as they stand: adding the clause heading as context was
+    measured and made dense retrieval worse (0.78 vs 0.81 hit@1 on eval/)."""
     units: list[Unit] = []
     for p in plan.passages:
         if p.kind == "title" and (sec := plan.section(p.section)) and sec.lead:
-            continue  # the lead stands for its section; its embed context is the title
-        # A clause's first sentence is its heading; a lead speaks under its section title.
-        context = {"clause": p.heading_simplified, "lead": p.section_title_simplified}.get(
-            p.kind, "")
+            continue  # the lead stands for its section
         for i, sent in enumerate(p.sentences_simplified):
-            skip = not context or (p.kind == "clause" and i == 0)
-            units.append(Unit(p.id, "sentence", i, sent, sent if skip else f"{context}：{sent}"))
+            units.append(Unit(p.id, "sentence", i, sent, sent))
+            units += [Unit(p.id, "window", i, w, w) for w in sentence_windows(sent)]
         if len(p.sentences_simplified) > 1:
-            whole = p.text_simplified if p.kind != "lead" else f"{context}：{p.text_simplified}"
-            units.append(Unit(p.id, "passage", -1, p.text_simplified, whole))
+            units.append(Unit(p.id, "passage", -1, p.text_simplified, p.text_simplified))
     return units
 
 

@@ -24,10 +24,11 @@ from planqa.config import Settings
 from planqa.corpus import Passage, Plan
 from planqa.embeddings import PlanEmbeddings
 from planqa.index import PlanIndex, Unit
-from planqa.text import clean_input, is_traditional, normalize_query, tokenize
+from planqa.text import clean_input, english_terms, is_traditional, normalize_query, tokenize
 
-# Fusion weights per ranked list (reciprocal-rank fusion, k=RRF_K); tuned on eval/.
-RRF_K = 20
+_QUOTED = re.compile(r"[“\"'‘「『]([^”\"'’」』]{2,16})[”\"'’」』]")
+QUOTE_BONUS = 0.5
+# Fusion weights of the min-max normalized channel scores; chosen on eval/.
 CHANNEL_WEIGHTS = {"dense_sentence": 1.0, "bm25_sentence": 1.0, "dense_passage": 0.5,
                    "bm25_passage": 0.5}
 
@@ -59,6 +60,9 @@ _SECTION_PATTERNS = (
     re.compile(r"(?<![一二三四五六七八九十\d])([一二三四五六七八九十])、(?!\d)"),
     re.compile(r"\b(?:section|part|chapter)\s+([ivx]+|\d{1,2})\b", re.I),
 )
+_LAST_SECTION = re.compile(r"最后(?:一个?)?(?:部分|章|板块)|\b(?:last|final) (?:section|part)\b", re.I)
+#: Reference.section for "the last section" (resolved against the plan).
+LAST = "末"
 _CLAUSE_PATTERNS = (
     re.compile(rf"第({_NUM})(?:条|点|款|项|小节|小点)"),
     re.compile(r"(?<![一二三四五六七八九十\d])([一二三四五六七八九十])[、.](\d{1,2})(?!\d)"),
@@ -105,8 +109,8 @@ def parse_reference(question: str) -> Reference | None:
     m2 = _CLAUSE_PATTERNS[1].search(q)
     if m2:  # 二、5 / 二.5 carry both numbers at once
         return Reference(m2.group(1), str(int(m2.group(2))))
-    section = None
-    for rx in _SECTION_PATTERNS:
+    section = LAST if _LAST_SECTION.search(q) else None
+    for rx in () if section else _SECTION_PATTERNS:
         m = rx.search(q)
         if m and (n := _to_int(m.group(1))) and n in _INT_TO_CN:
             section = _INT_TO_CN[n]
@@ -144,6 +148,14 @@ class PlanSearcher:
         self._unit_passage = np.array([self._pid_pos[u.passage_id] for u in self.units])
         self._sent_idx = np.array([i for i, u in enumerate(self.units) if u.kind == "sentence"])
         self._pass_idx = np.array([i for i, u in enumerate(self.units) if u.kind == "passage"])
+        self._win_idx = np.array([i for i, u in enumerate(self.units) if u.kind == "window"],
+                                 dtype=np.int64)
+        slot = {(self.units[i].passage_id, self.units[i].position): k
+                for k, i in enumerate(self._sent_idx)}
+        # Which sentence (index into _sent_idx) each window belongs to.
+        self._win_sentence = np.array(
+            [slot[(self.units[i].passage_id, self.units[i].position)] for i in self._win_idx],
+            dtype=np.int64)
         tokens = [tokenize(u.text) for u in self.units]
         self._unit_token_sets = [set(t) for t in tokens]
         self._bm25_sent = BM25Okapi([tokens[i] for i in self._sent_idx])
@@ -190,9 +202,26 @@ class PlanSearcher:
         resolution: the eval's ablations (BM25 alone, dense alone) use this."""
         return self._score_all(self.prepare(question), weights=weights)
 
-    def lexical_coverage(self, question: str, passage_id: str) -> float:
-        terms = tokenize(normalize_query(question))
+    def lexical_coverage(self, terms: list[str], passage_id: str) -> float:
+        """IDF-weighted share of `terms` that the passage contains."""
         return self._coverage(terms, self._passage_token_sets[self._pid_pos[passage_id]])
+
+    def query_terms(self, question: str) -> list[str]:
+        """The lexical terms of a question: jieba tokens of its Simplified form; for
+        English, the plan's own Chinese terms for its phrases (see the glossary)."""
+        qn = normalize_query(question)
+        extra = english_terms(qn)
+        if not extra:
+            return tokenize(qn)
+        # English words never occur in the plan; keep only tokens it has (e.g. "PPP").
+        return tokenize(" ".join(extra)) + [t for t in tokenize(qn) if t in self._idf]
+
+    def dense_text(self, question: str) -> str:
+        """What the embedding model sees: the Simplified question, plus the plan's
+        Chinese terms when it is in English (a small model bridges languages poorly)."""
+        qn = normalize_query(question)
+        extra = english_terms(qn)
+        return f"{qn} {' '.join(extra)}" if extra else qn
 
     # -- internals -----------------------------------------------------------
 
@@ -203,22 +232,25 @@ class PlanSearcher:
         found = sum(self._idf.get(t, self._idf_unseen) for t in set(terms) if t in vocab)
         return found / total if total else 0.0
 
-    def channel_scores(self, q: str) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        """Per-passage scores of each channel, plus every unit's dense similarity."""
-        qn = normalize_query(q)
-        terms = tokenize(qn)
-        qvec = self.embeddings.encode_queries([qn])
+    def channel_scores(self, q: str) -> tuple[dict[str, np.ndarray], np.ndarray, list[str]]:
+        """Per-passage scores of each channel; each sentence's dense similarity (the
+        best of the sentence and its windows, aligned with the sentence units); terms."""
+        terms = self.query_terms(q)
+        qvec = self.embeddings.encode_queries([self.dense_text(q)])
         sims, ids = self.index.search(qvec)
         unit_dense = np.empty(len(self.units), dtype=np.float32)
         unit_dense[ids[0]] = sims[0]
-        unit_bm25 = np.zeros(len(self.units), dtype=np.float32)
-        if terms:
-            unit_bm25[self._sent_idx] = self._bm25_sent.get_scores(terms)
+        sent_dense = unit_dense[self._sent_idx]
+        if len(self._win_idx):
+            np.maximum.at(sent_dense, self._win_sentence, unit_dense[self._win_idx])
+        sent_owner = self._unit_passage[self._sent_idx]
         n = len(self.passage_ids)
         dense_sent = np.full(n, -1.0, dtype=np.float32)
+        np.maximum.at(dense_sent, sent_owner, sent_dense)
         bm25_sent = np.zeros(n, dtype=np.float32)
-        np.maximum.at(dense_sent, self._unit_passage[self._sent_idx], unit_dense[self._sent_idx])
-        np.maximum.at(bm25_sent, self._unit_passage[self._sent_idx], unit_bm25[self._sent_idx])
+        if terms:
+            np.maximum.at(bm25_sent, sent_owner,
+                          np.asarray(self._bm25_sent.get_scores(terms), dtype=np.float32))
         dense_pass = dense_sent.copy()
         if len(self._pass_idx):
             np.maximum.at(dense_pass, self._unit_passage[self._pass_idx],
@@ -227,28 +259,30 @@ class PlanSearcher:
                      if terms else np.zeros(n, dtype=np.float32))
         channels = {"dense_sentence": dense_sent, "bm25_sentence": bm25_sent,
                     "dense_passage": dense_pass, "bm25_passage": bm25_pass}
-        return channels, unit_dense
+        return channels, sent_dense, terms
 
     def _score_all(self, q: str, weights: dict[str, float] | None = None,
                    prior: dict[str, float] | None = None) -> list[Hit]:
-        channels, unit_dense = self.channel_scores(q)
+        channels, sent_dense, terms = self.channel_scores(q)
         weights = weights or CHANNEL_WEIGHTS
         n = len(self.passage_ids)
+        # Weighted sum of min-max normalized channel scores: unlike rank fusion it keeps
+        # how far ahead a channel's best passage is (measured on eval/: 0.88 vs 0.84 hit@1).
         fused = np.zeros(n, dtype=np.float64)
         for name, w in weights.items():
-            if w <= 0:
-                continue
-            scores = channels[name]
-            if name.startswith("bm25") and not scores.any():
-                continue  # no shared term: this channel has no opinion
-            ranks = np.empty(n, dtype=np.int64)
-            ranks[np.argsort(-scores, kind="stable")] = np.arange(n)
-            fused += w * (1.0 / (RRF_K + 1 + ranks))
+            if w > 0:
+                fused += w * _minmax(channels[name])
         for pid, bonus in (prior or {}).items():
             if pid in self._pid_pos:  # a conversation's earlier clause, as a prior
-                fused[self._pid_pos[pid]] += bonus / (RRF_K + 1)
-        sentence_scores = self._sentence_scores(unit_dense, terms := tokenize(normalize_query(q)))
-        top = fused.max() or 1.0
+                fused[self._pid_pos[pid]] += bonus
+        # A term the user quotes (“科普中国”) is one they know the plan uses: passages
+        # holding it verbatim come first.
+        for phrase in _QUOTED.findall(normalize_query(q)):
+            for i, pid in enumerate(self.passage_ids):
+                if phrase in self.plan.get(pid).text_simplified:
+                    fused[i] += QUOTE_BONUS
+        sentence_scores = self._sentence_scores(sent_dense, terms)
+        lo, hi = float(fused.min()), float(fused.max())
         hits = []
         for p in np.argsort(-fused, kind="stable"):
             passage = self.plan.get(self.passage_ids[p])
@@ -256,7 +290,7 @@ class PlanSearcher:
             best = int(np.argmax(per_sentence)) if per_sentence else -1
             hits.append(Hit(
                 passage=passage,
-                score=float(fused[p] / top),
+                score=float((fused[p] - lo) / (hi - lo)) if hi > lo else 0.0,
                 matched_sentence=(passage.sentences_simplified[best] if best >= 0
                                   else passage.text_simplified),
                 matched_position=best,
@@ -266,21 +300,20 @@ class PlanSearcher:
             ))
         return hits
 
-    def _sentence_scores(self, unit_dense: np.ndarray,
+    def _sentence_scores(self, sent_dense: np.ndarray,
                          terms: list[str]) -> dict[str, tuple[float, ...]]:
         """Per passage, each sentence's evidence: dense similarity (min-max over the
         plan's sentences) blended with the IDF-weighted share of question terms it has."""
-        dense = _minmax(unit_dense[self._sent_idx])
+        dense = _minmax(sent_dense)
         out: dict[str, list[float]] = defaultdict(list)
         for d, i in zip(dense, self._sent_idx, strict=True):
-            u = self.units[i]
             lex = self._coverage(terms, self._unit_token_sets[i]) if terms else 0.0
-            out[u.passage_id].append(0.5 * float(d) + 0.5 * lex)
+            out[self.units[i].passage_id].append(0.5 * float(d) + 0.5 * lex)
         return {pid: tuple(v) for pid, v in out.items()}
 
     def _resolve(self, ref: Reference, q: str, scored: list[Hit]) -> list[Hit]:
         """Passages a direct reference names, as exact hits (score 1.0)."""
-        sec = self.plan.section(ref.section)
+        sec = self.plan.sections[-1] if ref.section == LAST else self.plan.section(ref.section)
         if sec is None:
             return []
         if ref.clause:
@@ -288,7 +321,7 @@ class PlanSearcher:
             targets = [clause] if clause else []
         else:
             # "第一部分的基本原则": a section plus words that name one of its clauses.
-            terms = set(tokenize(normalize_query(q)))
+            terms = set(self.query_terms(q))
             overlap = {c.id: len(terms & set(tokenize(c.heading_simplified))) for c in sec.clauses}
             named = max(sec.clauses, key=lambda c: overlap[c.id], default=None)
             if named is not None and overlap[named.id] > 0:

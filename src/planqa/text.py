@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from functools import lru_cache
+from pathlib import Path
 
 # Sentence ends: 。！？ and semicolons (full or half width) close a quotable unit.
 _SENTENCE_END = re.compile(r"(?<=[。！？!?；;])")
@@ -105,3 +106,35 @@ def tokenize(text: str) -> list[str]:
         if tok and _TOKEN_OK.search(tok) and tok not in STOPWORDS:
             out.append(tok)
     return out
+
+
+GLOSSARY_PATH = Path(__file__).resolve().parent / "data" / "glossary-en-zh.tsv"
+_LATIN = re.compile(r"[A-Za-z]")
+
+
+@lru_cache(maxsize=1)
+def _glossary() -> tuple[tuple[re.Pattern[str], str], ...]:
+    entries = []
+    for line in GLOSSARY_PATH.read_text(encoding="utf-8").splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        english, chinese = line.split("\t", 1)
+        words = [re.escape(w) for w in english.lower().split()]
+        # Whole words, any run of spaces/hyphens between them, optional plural -s.
+        rx = re.compile(r"\b" + r"[\s-]+".join(words) + r"(?:s|es)?\b")
+        entries.append((len(english), rx, chinese.strip()))
+    entries.sort(key=lambda e: -e[0])  # longest phrase first
+    return tuple((rx, zh) for _, rx, zh in entries)
+
+
+def english_terms(text: str) -> list[str]:
+    """The plan's Chinese terms for the English phrases in `text` (longest match wins)."""
+    if not _LATIN.search(text):
+        return []
+    rest = text.lower()
+    found: list[str] = []
+    for rx, zh in _glossary():
+        if rx.search(rest):
+            found.extend(t for t in zh.split() if t not in found)
+            rest = rx.sub(" ", rest)
+    return found

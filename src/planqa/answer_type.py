@@ -1,0 +1,109 @@
+"""What kind of fact a question asks for, and whether a sentence holds one.
+
+A question about the plan's own topics can still ask for something the plan never
+gives: a budget, a city, a date, the figure *before* the reform. Retrieval scores
+cannot see that (the passage is on topic); the expected answer type can. If no
+candidate sentence carries a fact of the asked type, the honest answer is that
+the plan does not say. Pure functions over Simplified text.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_NUM = r"(?:\d+(?:\.\d+)?|[一二三四五六七八九十百千万两几]+)"
+# Provinces and large cities: what a "which cities/provinces" question needs named.
+_PLACES = ("北京|天津|上海|重庆|河北|山西|辽宁|吉林|黑龙江|江苏|浙江|安徽|福建|江西|山东|河南|"
+           "湖北|湖南|广东|海南|四川|贵州|云南|陕西|甘肃|青海|台湾|内蒙古|广西|西藏|宁夏|新疆|"
+           "香港|澳门|深圳|广州|武汉|南京|杭州|成都|西安|苏州|青岛|大连|厦门|宁波|沈阳|长沙|郑州|"
+           "济南|合肥|福州|昆明|哈尔滨|长春|石家庄|太原|南昌|南宁|贵阳|兰州|乌鲁木齐|呼和浩特|"
+           "拉萨|银川|西宁|海口|雄安")
+# A personal name with a title, e.g. 习近平总书记; role words alone (兼职副主席) are no name.
+_SURNAMES = ("王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡"
+             "余杜叶程苏魏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯"
+             "龙史陶黎贺顾毛郝龚邵万钱严覃武戴莫孔向汤习")
+
+
+@dataclass(frozen=True)
+class AnswerType:
+    name: str
+    asks: re.Pattern[str]  # matched against the question
+    holds: re.Pattern[str]  # a sentence that can answer it matches this
+
+
+# Order matters: the first type whose `asks` matches wins.
+TYPES: tuple[AnswerType, ...] = (
+    AnswerType("person",
+               re.compile(r"(?:主席|书记|组长|负责人|部长|秘书长|理事长|会长|院长|局长|领导)"
+                          r"(?:是谁|是哪位|叫什么)|现任.{0,12}(?:是谁|是哪位)|"
+                          r"\bwho (?:is|are) (?:the )?(?:current |present )?(?:chair|president|"
+                          r"head|leader|secretary|director)", re.I),
+               re.compile(rf"[{_SURNAMES}][\u4e00-\u9fff]{{1,2}}(?:同志|总书记|主席|书记|院士|"
+                          r"教授|部长)")),
+    AnswerType("money",
+               re.compile(r"预算|经费(?:是|有)?多少|多少钱|资金(?:是|有)?多少|金额|工资|薪|资本|"
+                          r"会费|补贴|津贴|奖金|拨款|费用是?多少|"
+                          r"\b(?:budget|salary|how much money|funding|fee|allowance|capital)\b",
+                          re.I),
+               re.compile(rf"{_NUM}\s*(?:元|万元|亿元|亿)")),
+    AnswerType("place",
+               re.compile(r"哪(?:个|些|几个)?(?:城市|省份?|地市|市|国家)|什么(?:城市|地方)|"
+                          r"\b(?:which (?:cities|city|provinces?|countries)|where exactly)\b",
+                          re.I),
+               re.compile(_PLACES)),
+    AnswerType("frequency",
+               re.compile(r"几年一次|多久一次|多长时间一次|每隔|一年几次|几年开一次|开一次|"
+                          r"\bhow often\b", re.I),
+               re.compile(rf"每\s*{_NUM}?\s*(?:年|届|季|月)|{_NUM}年一(?:次|届)|一年一次")),
+    AnswerType("date",
+               re.compile(r"哪天|哪一天|几月几[号日]|什么日子|哪一?年|何时|什么时候|啥时候|"
+                          r"截止|期限|最晚|多久|多长时间|\b(?:when|what date|by what year|what year|"
+                          r"deadline)\b", re.I),
+               re.compile(rf"{_NUM}\s*(?:年|月|日|届)|年底|年内|届内|期间|之前|以前|"
+                          r"前(?:完成|实现)")),
+    AnswerType("ratio",
+               re.compile(r"比例|比重|份额|百分之|百分比|占多少|几成|多少%|"
+                          r"\b(?:percentage|share|proportion|ratio|what fraction)\b", re.I),
+               re.compile(r"%|％|分之|成以上|半数|多数")),
+    AnswerType("count",
+               # "多少名", "选几名？"; not "哪几个…" (a list) nor "几个学会能不能…" (some).
+               re.compile(r"多少\s*(?:名|人|个|家|所|项|位|次|届|条|岁|天|年)|"
+                          r"(?:有|是|选|要|设|占|共|一共|总共|能|可)几\s*(?:名|人|个|家|所|项|位|次|"
+                          r"届|条|岁|天|年)|(?<!哪)几\s*(?:名|人|个|家|所|项|位|次|届|条|岁|天|年)[?？]?$|"
+                          r"\bhow many\b", re.I),
+               re.compile(rf"{_NUM}\s*(?:名|人|个|家|所|项|位|次|届|岁|天|年)")),
+    AnswerType("agent",
+               re.compile(r"谁|哪位|哪个部门|哪家|什么机构|哪个机构|哪个单位|\bwho\b", re.I),
+               re.compile(r"[\u4e00-\u9fff]{1,12}(?:办公厅|委员会|委|部|院|社|科协|会|党组|"
+                          r"中央|政府|书记处|机关|中心|协会|单位|组织)")),
+)
+
+# "改革前有多少…", "现任…": the plan looks forward; it states a before/current
+# figure only with words such as 目前 or 现有.
+_ANCHOR_ASKS = re.compile(r"改革(?:之)?前|之前|原来|原先|以前|过去|现任|目前|现在|现有|当前|"
+                          r"\b(?:before the reform|currently|at present|now)\b", re.I)
+_ANCHOR_HOLDS = re.compile(r"目前|现有|现行|原有|现任|由[^,。]{0,20}提高|当前")
+
+
+def expected_type(question: str) -> AnswerType | None:
+    """The answer type a (Simplified, normalized) question asks for, if any."""
+    for t in TYPES:
+        if t.asks.search(question):
+            return t
+    return None
+
+
+def asks_for_anchor(question: str) -> bool:
+    return bool(_ANCHOR_ASKS.search(question))
+
+
+def sentence_answers(question: str, sentence: str) -> bool:
+    """Can this sentence answer the question's asked type (and time anchor)?"""
+    t = expected_type(question)
+    if t is None:
+        return True
+    if not t.holds.search(sentence):
+        return False
+    # Only a question after a fact can ask for its earlier value ("改革前有多少").
+    return not (asks_for_anchor(question) and not _ANCHOR_HOLDS.search(sentence))

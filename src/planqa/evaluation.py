@@ -1,0 +1,270 @@
+"""`planqa eval`: retrieval and answer metrics on the eval set, per question kind.
+
+Retrieval: hit@1, hit@3 and MRR@5 of the gold passage, for planqa's hybrid
+retriever beside BM25 alone and dense alone (same units, same model), so each
+part's gain shows. Answers: citation@1, fact recall, refusal precision/recall,
+verbatim-quote rate, over single questions and multi-turn dialogues.
+
+The eval set measures; nothing in planqa reads it to answer.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from planqa.answering import Answer
+from planqa.config import Settings
+from planqa.corpus import Plan
+from planqa.retrieval import Hit
+from planqa.text import to_simplified
+
+DEFAULT_SET = Path(__file__).resolve().parents[2] / "eval" / "qa.jsonl"
+OUT_OF_SCOPE, MULTITURN, WHOLE_DOCUMENT = "out_of_scope", "multiturn", "*"
+
+ABLATIONS = {
+    "bm25": {"bm25_sentence": 1.0, "bm25_passage": 0.5},
+    "dense": {"dense_sentence": 1.0, "dense_passage": 0.5},
+}
+
+#: `make test` fails below these (set from measured figures, with a small margin).
+GATES = {
+    "retrieval.hit@1": 0.93,
+    "retrieval.hit@3": 0.97,
+    "answers.citation@1": 0.92,
+    "answers.fact_recall": 0.90,
+    "answers.refusal_recall": 1.0,
+    "answers.false_refusal_rate": 0.03,  # at most
+    "answers.verbatim": 1.0,
+}
+
+
+@dataclass(frozen=True)
+class Turn:
+    question: str
+    section: str
+    clause: str
+    facts: tuple[str, ...]
+
+    @property
+    def in_scope(self) -> bool:
+        return bool(self.section)
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    kind: str
+    turns: tuple[Turn, ...]
+
+
+def load_cases(path: Path | None = None) -> list[Case]:
+    """Read the JSONL eval set (see eval/README.md for the schema)."""
+    cases = []
+    for n, line in enumerate((path or DEFAULT_SET).read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        raw_turns = row["turns"] if row["kind"] == MULTITURN else [row]
+        turns = tuple(Turn(t["question"], t.get("section", ""), t.get("clause", ""),
+                           tuple(t.get("facts", []))) for t in raw_turns)
+        if not turns:
+            raise ValueError(f"eval line {n}: no turns")
+        cases.append(Case(row["id"], row["kind"], turns))
+    return cases
+
+
+def gold_rank(hits: list[Hit], turn: Turn, k: int = 5) -> int | None:
+    """1-based rank of the gold passage among the first k hits, or None."""
+    for i, h in enumerate(hits[:k], 1):
+        if h.passage.section == turn.section and h.passage.clause == turn.clause:
+            return i
+    return None
+
+
+@dataclass
+class Tally:
+    """Running sums for one group of questions."""
+
+    n: int = 0
+    sums: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+    def add(self, metric: str, value: float) -> None:
+        self.sums[metric] += value
+        self.counts[metric] += 1
+
+    def mean(self, metric: str) -> float | None:
+        c = self.counts.get(metric, 0)
+        return self.sums[metric] / c if c else None
+
+
+def verbatim_ok(answer: Answer, plan: Plan) -> bool:
+    """Every quoted sentence stands verbatim in the plan (in the answer's script) and
+    in the answer's text."""
+    corpus = "\n".join(p.text if answer.traditional else p.text_simplified
+                       for p in plan.passages)
+    quotes = [q for c in answer.citations for q in c.highlights]
+    return all(q in corpus for q in quotes) and all(
+        q in answer.text for c in answer.citations[:1] for q in c.highlights
+        if answer.citations[0].clause)
+
+
+def _retrieval(searcher, turn: Turn, groups: list[Tally]) -> None:
+    ranks = {"planqa": gold_rank(searcher.search(turn.question, k=5), turn)}
+    for name, weights in ABLATIONS.items():
+        ranks[name] = gold_rank(searcher.score_passages(turn.question, weights), turn)
+    for g in groups:
+        g.n += 1
+        for name, r in ranks.items():
+            g.add(f"{name}.hit@1", float(r == 1))
+            g.add(f"{name}.hit@3", float(r is not None and r <= 3))
+            g.add(f"{name}.mrr@5", 1.0 / r if r else 0.0)
+
+
+def _answer_metrics(answer: Answer, turn: Turn, plan: Plan, groups: list[Tally]) -> None:
+    for g in groups:
+        g.add("refused", float(not answer.found))
+        if turn.in_scope:
+            first = answer.citations[0] if answer.found and answer.citations else None
+            if turn.section == WHOLE_DOCUMENT:
+                cited = bool(answer.found and len(answer.citations) >= 2)
+            else:
+                cited = bool(first and first.section == turn.section
+                             and first.clause == turn.clause)
+            g.add("citation@1", float(cited))
+            text = to_simplified(answer.text)
+            if turn.facts:
+                g.add("fact_recall", sum(f in text for f in turn.facts) / len(turn.facts))
+            g.add("false_refusal", float(not answer.found))
+        else:
+            g.add("refusal_recall", float(not answer.found))
+        g.add("in_scope_refused", float(turn.in_scope and not answer.found))
+        if answer.found:
+            g.add("verbatim", float(verbatim_ok(answer, plan)))
+
+
+def run_eval(qa, cases: list[Case]) -> dict:
+    """Evaluate a PlanQA on cases; returns the report as plain data."""
+    searcher = qa.searcher
+    by_kind: dict[str, Tally] = defaultdict(Tally)
+    overall_r, overall_a = Tally(), Tally()
+    failures = []
+    latencies = []
+    for case in cases:
+        history: list[tuple[str, str]] = []
+        for i, turn in enumerate(case.turns):
+            kind = case.kind if case.kind != MULTITURN else MULTITURN
+            if case.kind != MULTITURN and turn.in_scope and turn.section != WHOLE_DOCUMENT:
+                _retrieval(searcher, turn, [by_kind[kind], overall_r])
+            t0 = time.perf_counter()
+            answer = qa.ask(turn.question, history)
+            latencies.append(time.perf_counter() - t0)
+            _answer_metrics(answer, turn, qa.plan, [by_kind[kind], overall_a])
+            first = answer.citations[0].ref if answer.citations else "-"
+            gold = f"{turn.section}、{turn.clause}" if turn.clause else turn.section
+            wrong_ref = turn.in_scope and (not answer.found or (
+                turn.section != WHOLE_DOCUMENT and first != (gold or "-")))
+            if wrong_ref or (not turn.in_scope and answer.found):
+                failures.append({"id": f"{case.id}#{i + 1}", "question": turn.question,
+                                 "resolved": answer.question, "gold": gold or "(refuse)",
+                                 "got": first if answer.found else "(refused)"})
+            history.append((turn.question, answer.text))
+    refused_total = overall_a.sums["refused"]
+    oos_refused = overall_a.sums["refusal_recall"]
+    report = {
+        "retrieval": {k: overall_r.mean(k) for k in overall_r.counts},
+        "answers": {
+            "citation@1": overall_a.mean("citation@1"),
+            "fact_recall": overall_a.mean("fact_recall"),
+            "refusal_recall": overall_a.mean("refusal_recall"),
+            "refusal_precision": (oos_refused / refused_total) if refused_total else 1.0,
+            "false_refusal_rate": overall_a.mean("false_refusal"),
+            "verbatim": overall_a.mean("verbatim"),
+        },
+        "per_kind": {
+            kind: {"n_questions": sum(t.counts.get("refused", 0) for t in [tally]),
+                   **{k: tally.mean(k) for k in sorted(tally.counts)}}
+            for kind, tally in sorted(by_kind.items())
+        },
+        "latency_ms": {"answer_mean": 1000 * sum(latencies) / max(1, len(latencies))},
+        "failures": failures,
+    }
+    report["retrieval"] = {
+        "hit@1": report["retrieval"].get("planqa.hit@1"),
+        "hit@3": report["retrieval"].get("planqa.hit@3"),
+        "mrr@5": report["retrieval"].get("planqa.mrr@5"),
+        **{k: v for k, v in report["retrieval"].items() if not k.startswith("planqa.")},
+    }
+    return report
+
+
+def check_gates(report: dict) -> list[str]:
+    """Human-readable failures of the report against GATES (empty when all pass)."""
+    failed = []
+    for key, bound in GATES.items():
+        group, metric = key.split(".", 1)
+        value = report[group].get(metric)
+        at_most = metric == "false_refusal_rate"
+        if value is None or (value > bound if at_most else value < bound):
+            failed.append(f"{key} = {value} ({'max' if at_most else 'min'} {bound})")
+    return failed
+
+
+def _fmt(v: float | None) -> str:
+    return "  -  " if v is None else f"{v:.3f}"
+
+
+def format_report(report: dict) -> str:
+    """The eval as Markdown tables."""
+    lines = ["## Retrieval (gold passage among the top 5)", "",
+             "| kind | n | planqa hit@1 | hit@3 | MRR@5 | BM25 hit@1 | hit@3 | MRR@5 "
+             "| dense hit@1 | hit@3 | MRR@5 |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for kind, m in list(report["per_kind"].items()) + [("**overall**", None)]:
+        if m is None:
+            r = report["retrieval"]
+            m = {"planqa.hit@1": r["hit@1"], "planqa.hit@3": r["hit@3"],
+                 "planqa.mrr@5": r["mrr@5"], **r}
+        if m.get("planqa.hit@1") is None:
+            continue
+        n = "" if kind.startswith("**") else ""
+        cells = [_fmt(m.get(f"{s}.{x}")) for s in ("planqa", "bm25", "dense")
+                 for x in ("hit@1", "hit@3", "mrr@5")]
+        lines.append(f"| {kind} | {n} | " + " | ".join(cells) + " |")
+    lines += ["", "## Answers", "",
+              "| kind | questions | citation@1 | fact recall | refused | verbatim |",
+              "|---|---|---|---|---|---|"]
+    for kind, m in report["per_kind"].items():
+        lines.append(f"| {kind} | {m['n_questions']} | {_fmt(m.get('citation@1'))} | "
+                     f"{_fmt(m.get('fact_recall'))} | {_fmt(m.get('refused'))} | "
+                     f"{_fmt(m.get('verbatim'))} |")
+    a = report["answers"]
+    lines += ["", "| overall | value |", "|---|---|"]
+    lines += [f"| {k} | {_fmt(v)} |" for k, v in a.items()]
+    lines += ["", f"mean answer latency: {report['latency_ms']['answer_mean']:.1f} ms"]
+    if report["failures"]:
+        lines += ["", f"## Misses ({len(report['failures'])})", ""]
+        lines += [f"- {f['id']}: {f['question']} → got {f['got']}, gold {f['gold']}"
+                  + (f" (resolved: {f['resolved']})" if f["resolved"] != f["question"] else "")
+                  for f in report["failures"]]
+    return "\n".join(lines)
+
+
+def main(settings: Settings, path: Path | None = None, *, gate: bool = False,
+         out: Path | None = None) -> int:
+    """CLI entry: run, print the tables, optionally write JSON and enforce the gates."""
+    from planqa.chain import PlanQA
+
+    qa = PlanQA(settings)
+    report = run_eval(qa, load_cases(path))
+    print(format_report(report))
+    if out:
+        out.write_text(json.dumps(report, ensure_ascii=False, indent=1), encoding="utf-8")
+    failed = check_gates(report)
+    if failed:
+        print("\nbelow the gate: " + "; ".join(failed))
+    return 1 if (gate and failed) else 0
