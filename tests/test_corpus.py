@@ -17,7 +17,7 @@ def plan():
 def test_structure(plan):
     assert [s.number for s in plan.sections] == ["一", "二", "三", "四", "五"]
     assert [len(s.clauses) for s in plan.sections] == [3, 7, 4, 4, 4]
-    assert [s.title_simplified for s in plan.sections][0] == "总体要求"
+    assert plan.sections[0].title_simplified == "总体要求"
     assert all(s.lead is not None for s in plan.sections[1:])
     assert plan.sections[0].lead is None  # 一、 opens straight with clause 1.
     principles = plan.clause("一", "2").items

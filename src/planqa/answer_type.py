@@ -58,8 +58,8 @@ TYPES: tuple[AnswerType, ...] = (
                re.compile(rf"每\s*{_NUM}?\s*(?:年|届|季|月)|{_NUM}年一(?:次|届)|一年一次")),
     AnswerType("date",
                re.compile(r"哪天|哪一天|几月几[号日]|什么日子|哪一?年|何时|什么时候|啥时候|"
-                          r"截止|期限|最晚|多久|多长时间|\b(?:when|what date|by what year|what year|"
-                          r"deadline)\b", re.I),
+                          r"截止|期限|最晚|多久|多长时间|"
+                          r"\b(?:when|what date|by what year|what year|deadline)\b", re.I),
                re.compile(rf"{_NUM}\s*(?:年|月|日|届)|年底|年内|届内|期间|之前|以前|"
                           r"前(?:完成|实现)")),
     AnswerType("ratio",

@@ -172,7 +172,25 @@ def answerable(hit: Hit, cal: Calibration = DEFAULT_CALIBRATION) -> bool:
 # ---------------------------------------------------------------- sentence choice
 
 
-def pick_sentences(hit: Hit, asked: str, max_sentences: int = 2) -> list[int]:
+_OVERVIEW = re.compile(r"是什么|是做什么|是干什么|干什么的|指什么|什么意思|讲了?什么|说了?什么|"
+                       r"主要内容|怎么(?:改|做|办|搞)|\bwhat (?:is|does|are)\b", re.I)
+
+
+def _semicolon_run(sentences: tuple[str, ...], i: int) -> list[int]:
+    """The parallel sentences around i that the plan joins with semicolons (one list)."""
+    def open_(k: int) -> bool:
+        return sentences[k].endswith((";", "；"))
+
+    start = i
+    while start > 0 and open_(start - 1):
+        start -= 1
+    end = i
+    while end < len(sentences) - 1 and open_(end):
+        end += 1
+    return list(range(start, end + 1)) if end > start else [i]
+
+
+def pick_sentences(hit: Hit, asked: str, max_sentences: int = 3) -> list[int]:
     """Positions of the sentences that answer the question, in reading order; empty
     when the question asks for a kind of fact (a figure, a date, …) none of them holds."""
     scores = list(hit.sentence_scores)
@@ -186,19 +204,25 @@ def pick_sentences(hit: Hit, asked: str, max_sentences: int = 2) -> list[int]:
             return []
         order.remove(typed[0])
         order.insert(0, typed[0])
+        max_sentences = 2  # a figure is one sentence; keep the answer short
     best = order[0]
     chosen = [best]
-    # A clause's first sentence is only its heading; a "——X。" item heading opens its
-    # item. In both cases the sentence after it carries the substance.
-    if (best == 0 and hit.passage.kind == "clause") or sentences[best].startswith("——"):
-        if best + 1 < len(sentences) and not sentences[best + 1].startswith("——"):
-            chosen.append(best + 1)
+    clause = hit.passage.kind == "clause"
+    # A clause's first sentence is only its heading, and for "what is X" questions its
+    # first body sentence says what the clause is about.
+    if clause and len(sentences) > 1 and (best == 0 or _OVERVIEW.search(asked)):
+        chosen.append(1)
+    # A "——X。" item heading opens its item: the next sentence carries the substance.
+    if sentences[best].startswith("——") and best + 1 < len(sentences):
+        chosen.append(best + 1)
+    if classify(asked) == LIST:
+        chosen += _semicolon_run(sentences, best)
     for i in order[1:]:
-        if len(chosen) >= max_sentences:
+        if len(set(chosen)) >= max_sentences:
             break
         if i not in chosen and scores[i] >= max(0.85 * scores[best], 0.45):
             chosen.append(i)
-    return sorted(chosen)
+    return sorted(set(chosen))
 
 
 _ENUM_SPLIT = re.compile(r"[,;:：，；。]")
@@ -229,22 +253,21 @@ def _quote_block(sentences: list[str]) -> str:
     return "\n".join(f"“{s}”" for s in sentences)
 
 
-def refusal(hits: list[Hit], traditional: bool, reason: str = "") -> Answer:
-    """"The plan does not say", with the nearest passages as 可能相关."""
+NOT_IN_PLAN = "《科协系统深化改革实施方案》中没有关于这个问题的规定，无法从方案中作答。"
+
+
+def refusal(hits: list[Hit], traditional: bool, reason: str = NOT_IN_PLAN) -> Answer:
+    """"The plan does not say" (or `reason`, in Simplified), with the nearest passages
+    offered as 可能相关."""
+    near = [h for h in hits[:3] if h.passage.sentences]
     related = [make_citation(h.passage, [h.matched_position], traditional, h.score)
-               for h in hits[:3] if h.passage.sentences]
-    text = reason or "《科协系统深化改革实施方案》中没有关于这个问题的规定，无法从方案中作答。"
+               for h in near]
+    text = _w(reason, traditional)
     if related:
-        text += "\n可能相关的条款：" + "；".join(f"{locate_by_ref(c)}“{c.title}”" for c in related)
-    return Answer(text=_w(text, traditional) if not reason else text, found=False,
-                  related=related, traditional=traditional)
-
-
-def locate_by_ref(c: Citation) -> str:
-    if c.section == PREAMBLE:
-        return "前言"
-    sec = _SECTION_ORDINAL.get(c.section, c.section)
-    return f"{sec}第{c.clause}条" if c.clause else sec
+        text += "\n" + _w("可能相关的条款：", traditional) + "；".join(
+            _w(locate(h.passage), traditional) + f"“{c.title}”"
+            for h, c in zip(near, related, strict=True))
+    return Answer(text=text, found=False, related=related, traditional=traditional)
 
 
 def _section_anchor(plan: Plan, number: str) -> Passage:
@@ -319,13 +342,13 @@ def compose(question: str, hits: list[Hit], plan: Plan, *, traditional: bool,
     if ref and ref.section == LAST and plan.sections:
         ref = Reference(plan.sections[-1].number, ref.clause)
     if ref and plan.section(ref.section) is None:
-        return refusal(hits, traditional, _w(
-            f"方案只有{len(plan.sections)}个部分（一至{plan.sections[-1].number}），"
-            f"没有{_SECTION_ORDINAL.get(ref.section, ref.section)}。", traditional))
+        return refusal(hits, traditional,
+                       f"方案只有{len(plan.sections)}个部分（一至{plan.sections[-1].number}），"
+                       f"没有{_SECTION_ORDINAL.get(ref.section, ref.section)}。")
     if ref and ref.clause and plan.clause(ref.section, ref.clause) is None:
         n = len(plan.section(ref.section).clauses)  # type: ignore[union-attr]
-        return refusal(hits, traditional, _w(
-            f"方案{_SECTION_ORDINAL[ref.section]}只有{n}条，没有第{ref.clause}条。", traditional))
+        return refusal(hits, traditional,
+                       f"方案{_SECTION_ORDINAL[ref.section]}只有{n}条，没有第{ref.clause}条。")
     if ref and not ref.clause and hits and hits[0].exact_ref and hits[0].passage.clause == "":
         return _section_answer(plan, ref.section, traditional)
     if kind == STRUCTURE and not ref:
@@ -346,7 +369,7 @@ def compose(question: str, hits: list[Hit], plan: Plan, *, traditional: bool,
     where = locate(p)
     if top.exact_ref:
         positions = list(range(len(sentences)))
-        head = f"{where}“{shown['heading']}”" + _w("全文如下：", traditional)
+        head = _w(where, traditional) + f"“{shown['heading']}”" + _w("全文如下：", traditional)
         body = _quote_block(sentences)
     elif kind == LIST and p.items:
         positions = []

@@ -119,7 +119,8 @@ class PlanQA:
         about = [h for h in hits if speaks_of(h)]
         if not about:
             about = [h for h in self.searcher.search(focus, k=TOP_K) if speaks_of(h)][:1]
-        return about[:1] + [h for h in hits if h.passage.id not in {a.passage.id for a in about[:1]}]
+        first = about[:1]
+        return first + [h for h in hits if not first or h.passage.id != first[0].passage.id]
 
     def _compose(self, state: dict) -> Answer:
         question, resolved, hits = state["question"], state["resolved"], state["hits"]

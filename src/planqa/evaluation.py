@@ -186,7 +186,8 @@ def run_eval(qa, cases: list[Case]) -> dict:
             "verbatim": overall_a.mean("verbatim"),
         },
         "per_kind": {
-            kind: {"n_questions": sum(t.counts.get("refused", 0) for t in [tally]),
+            kind: {"n_questions": tally.counts.get("refused", 0),
+                   "n_retrieval": tally.counts.get("planqa.hit@1", 0),
                    **{k: tally.mean(k) for k in sorted(tally.counts)}}
             for kind, tally in sorted(by_kind.items())
         },
@@ -194,6 +195,7 @@ def run_eval(qa, cases: list[Case]) -> dict:
         "failures": failures,
     }
     report["retrieval"] = {
+        "n": overall_r.counts.get("planqa.hit@1", 0),
         "hit@1": report["retrieval"].get("planqa.hit@1"),
         "hit@3": report["retrieval"].get("planqa.hit@3"),
         "mrr@5": report["retrieval"].get("planqa.mrr@5"),
@@ -224,14 +226,13 @@ def format_report(report: dict) -> str:
              "| kind | n | planqa hit@1 | hit@3 | MRR@5 | BM25 hit@1 | hit@3 | MRR@5 "
              "| dense hit@1 | hit@3 | MRR@5 |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for kind, m in list(report["per_kind"].items()) + [("**overall**", None)]:
-        if m is None:
-            r = report["retrieval"]
-            m = {"planqa.hit@1": r["hit@1"], "planqa.hit@3": r["hit@3"],
-                 "planqa.mrr@5": r["mrr@5"], **r}
+    r = report["retrieval"]
+    overall = {"planqa.hit@1": r["hit@1"], "planqa.hit@3": r["hit@3"], "planqa.mrr@5": r["mrr@5"],
+               "n_retrieval": r["n"], **r}
+    for kind, m in [*report["per_kind"].items(), ("**overall**", overall)]:
         if m.get("planqa.hit@1") is None:
             continue
-        n = "" if kind.startswith("**") else ""
+        n = m["n_retrieval"]
         cells = [_fmt(m.get(f"{s}.{x}")) for s in ("planqa", "bm25", "dense")
                  for x in ("hit@1", "hit@3", "mrr@5")]
         lines.append(f"| {kind} | {n} | " + " | ".join(cells) + " |")

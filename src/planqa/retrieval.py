@@ -60,7 +60,8 @@ _SECTION_PATTERNS = (
     re.compile(r"(?<![一二三四五六七八九十\d])([一二三四五六七八九十])、(?!\d)"),
     re.compile(r"\b(?:section|part|chapter)\s+([ivx]+|\d{1,2})\b", re.I),
 )
-_LAST_SECTION = re.compile(r"最后(?:一个?)?(?:部分|章|板块)|\b(?:last|final) (?:section|part)\b", re.I)
+_LAST_SECTION = re.compile(r"最后(?:一个?)?(?:部分|章|板块)|\b(?:last|final) (?:section|part)\b",
+                           re.I)
 #: Reference.section for "the last section" (resolved against the plan).
 LAST = "末"
 _CLAUSE_PATTERNS = (

@@ -1,0 +1,170 @@
+"""Answers: extractive and exact, in the question's script, with the source named."""
+
+import pytest
+
+from planqa.answer_type import expected_type, sentence_answers
+from planqa.answering import LIST, PLAIN, STRUCTURE, classify, enumerate_items
+from planqa.evaluation import load_cases, verbatim_ok
+from planqa.text import normalize_query, to_simplified
+
+
+def test_the_1120_question(qa):
+    a = qa.ask("事业编制要精简到多少名？")
+    assert a.found
+    assert a.citations[0].ref == "二、2"
+    assert "1120名" in a.text
+    assert "事业编制2016年年底前精简至1120名左右。" in a.citations[0].quote
+    assert ("（出处：第二部分“改革联系服务科技工作者的体制机制”第2条“深化科协机关改革"
+            in a.text)
+
+
+def test_the_plan_does_not_say(qa):
+    a = qa.ask("科协现任主席是谁？")
+    assert not a.found
+    assert a.citations == []
+    assert "没有" in a.text and "规定" in a.text
+    assert a.related, "nearest clauses are offered as 可能相关"
+
+
+@pytest.mark.parametrize("question", [
+    "明天北京天气怎么样？",
+    "网上科技工作者之家每年的预算是多少？",
+    "改革之前中国科协有多少事业编制？",
+    "海外人才离岸创新创业基地建在哪几个城市？",
+])
+def test_refusals(qa, question):
+    assert not qa.ask(question).found
+
+
+def test_traditional_question_gets_the_source_traditional(qa, plan):
+    a = qa.ask("事業編制要精簡到多少名？")
+    assert a.traditional and a.found
+    assert "事業編制2016年年底前精簡至1120名左右。" in a.text
+    assert "出處" in a.text
+    corpus = "".join(p.text for p in plan.passages)
+    assert all(h in corpus for h in a.citations[0].highlights)
+
+
+def test_english_question_gets_simplified_chinese(qa):
+    a = qa.ask("How many career-establishment posts will CAST keep?")
+    assert a.found and not a.traditional
+    assert a.citations[0].ref == "二、2"
+    assert "1120名" in a.text
+
+
+def test_list_of_principles_by_heading(qa):
+    a = qa.ask("基本原则有哪些？")
+    assert a.citations[0].ref == "一、2"
+    principles = ["加强政治引领", "密切联系群众", "突出问题导向", "强化学会主体地位", "坚持系统推进"]
+    for heading in principles:
+        assert f". {heading}" in a.text
+
+
+def test_list_from_an_enumeration(qa):
+    a = qa.ask("要增强哪四个意识？")
+    assert a.citations[0].ref == "五、3"
+    for item in ["政治意识", "大局意识", "核心意识", "看齐意识"]:
+        assert item in a.text
+
+
+def test_document_structure_from_the_tree(qa):
+    a = qa.ask("方案分为哪几个部分？")
+    assert a.found
+    assert [c.ref for c in a.citations] == ["一", "二", "三", "四", "五"]
+    assert "加强对科技工作者的政治引领" in a.text
+
+
+def test_section_overview(qa):
+    a = qa.ask("第三部分讲什么？")
+    assert a.citations[0].ref == "三"
+    assert "4条" in a.text and "探索建立学会联合体" in a.text
+
+
+def test_direct_reference_quotes_the_clause_with_its_heading(qa, plan):
+    a = qa.ask("第二部分第5条")
+    clause = plan.clause("二", "5")
+    assert a.citations[0].ref == "二、5"
+    assert clause.heading_simplified in a.text
+    assert all(s in a.text for s in clause.sentences_simplified)
+
+
+def test_reference_beyond_the_plan(qa):
+    assert "只有7条" in qa.ask("第二部分第9条讲什么？").text
+    assert "只有5个部分" in qa.ask("第七部分讲什么？").text
+
+
+def test_stream_yields_the_answer_in_pieces(qa):
+    pieces = list(qa.stream("基本原则有哪些？"))
+    assert len(pieces) > 3
+    assert "".join(pieces) == qa.ask("基本原则有哪些？").text
+
+
+def test_forced_script(qa):
+    assert qa.ask("事业编制要精简到多少名？", script="traditional").traditional
+    with pytest.raises(ValueError):
+        qa.ask("编制", script="klingon")
+
+
+@pytest.mark.parametrize("history", ["nope", [("only one",)], [(1, 2)]])
+def test_malformed_history_is_a_clear_error(qa, history):
+    with pytest.raises(ValueError, match="history"):
+        qa.ask("编制呢？", history)
+
+
+def test_every_eval_answer_quotes_the_plan_verbatim(qa, plan):
+    """The property behind "verbatim 100%": over every question of the eval set."""
+    checked = 0
+    for case in load_cases():
+        history = []
+        for turn in case.turns:
+            a = qa.ask(turn.question, history)
+            if a.found:
+                assert verbatim_ok(a, plan), (turn.question, a.text)
+                checked += 1
+            history.append((turn.question, a.text))
+    assert checked > 150
+
+
+# ---------------------------------------------------------------- pure pieces
+
+
+@pytest.mark.parametrize(("question", "kind"), [
+    ("方案分为哪几个部分？", STRUCTURE),
+    ("基本原则有哪些？", LIST),
+    ("要增强哪四个意识？", LIST),
+    ("事业编制要精简到多少名？", PLAIN),
+])
+def test_classify(question, kind):
+    assert classify(question) == kind
+
+
+def test_enumerate_items_trims_lead_in_and_tail():
+    s = "要进一步增强政治意识、大局意识、核心意识、看齐意识,坚定政治立场。"
+    assert enumerate_items(s) == ["政治意识", "大局意识", "核心意识", "看齐意识"]
+    assert enumerate_items("成立甲中心、乙中心和丙中心等。")[-1] == "乙中心和丙中心"
+    assert enumerate_items("没有列举。") == []
+
+
+@pytest.mark.parametrize(("question", "type_name"), [
+    ("事业编制要精简到多少名？", "count"),
+    ("学会秘书长的年薪是多少？", "money"),
+    ("试点在哪些省份？", "place"),
+    ("全国代表大会几年开一次？", "frequency"),
+    ("最晚什么时候完成？", "date"),
+    ("基层比例要提高到多少？", "ratio"),
+    ("现任主席是谁？", "person"),
+    ("学会要设立哪几个机构？", None),
+    ("研究方向差不多的几个学会能不能抱团发展？", None),
+])
+def test_expected_answer_type(question, type_name):
+    t = expected_type(normalize_query(question))
+    assert (t.name if t else None) == type_name
+
+
+def test_sentence_must_hold_the_asked_fact():
+    s = to_simplified("事業編制2016年年底前精簡至1120名左右。")
+    assert sentence_answers("事业编制要精简到多少名？", s)
+    assert not sentence_answers("事业编制的预算是多少钱？", s)
+    # "before the reform" needs a sentence that states an earlier value
+    assert not sentence_answers("改革前事业编制有多少名？", s)
+    assert sentence_answers("目前的比例是多少？", "比例由目前的58%提高至65%左右。")

@@ -1,0 +1,65 @@
+"""Follow-ups resolved from history, without an LLM."""
+
+import pytest
+
+from planqa.conversation import cited_passages, follow_up_kind, resolve
+
+
+def test_cited_passages_are_read_back_from_the_source_line(plan):
+    answer = ("据方案第二部分第2条：…"
+              "（出处：第二部分“改革联系服务科技工作者的体制机制”第2条“深化…”）")
+    assert cited_passages(answer, plan) == ["二.2"]
+    assert cited_passages("见 三、4 与 第三部分“…”导语", plan) == ["三.lead", "三.4"]
+    assert cited_passages("二、9 不存在", plan) == []
+
+
+@pytest.mark.parametrize(("question", "kind"), [
+    ("那全委会委员呢？", "explicit"),
+    ("编制呢？", "explicit"),
+    ("这一条具体怎么落实？", "explicit"),
+    ("第二个原则是什么意思？", "explicit"),
+    ("最晚什么时候完成？", "tentative"),
+    ("明天会下雨吗？", ""),
+    ("学会秘书长能不能由学会自己聘任？", ""),
+])
+def test_follow_up_kind(question, kind, plan):
+    assert follow_up_kind(question, plan) == kind
+
+
+def test_conversation_carries_the_topic(qa):
+    q1 = "常委会委员里基层一线的比例要提到多少？"
+    a1 = qa.ask(q1)
+    assert a1.citations[0].ref == "二、1" and "75%" in a1.text
+    a2 = qa.ask("那全委会委员呢？", [(q1, a1.text)])
+    assert a2.citations[0].ref == "二、1"
+    assert "70%" in a2.text
+
+
+def test_ordinal_item_of_the_previous_list(qa):
+    q1 = "基本原则有哪些？"
+    a1 = qa.ask(q1)
+    a2 = qa.ask("第二个原则是什么意思？", [(q1, a1.text)])
+    assert a2.citations[0].ref == "一、2"
+    assert "密切联系群众" in a2.text
+    assert "准确把握群众性这个根本特点" in a2.text
+
+
+def test_this_clause_stays_in_the_clause(qa):
+    q1 = "网上科技工作者之家要做什么？"
+    a1 = qa.ask(q1)
+    a2 = qa.ask("这一条具体怎么落实？", [(q1, a1.text)])
+    assert a2.citations[0].ref == a1.citations[0].ref == "二、6"
+
+
+def test_a_new_question_is_not_dragged_back(qa):
+    q1 = "事业编制要精简到多少名？"
+    a1 = qa.ask(q1)
+    a2 = qa.ask("学会秘书长可以公开招聘吗？", [(q1, a1.text)])
+    assert a2.citations[0].ref == "三、3"
+    a3 = qa.ask("明天会下雨吗？", [(q1, a1.text)])
+    assert not a3.found
+
+
+def test_resolve_without_history_is_identity(plan):
+    r = resolve("编制呢？", [], plan)
+    assert r.question == "编制呢？" and not r.follow_up

@@ -1,0 +1,99 @@
+"""The retriever as other programs use it: LangChain Documents with fixed metadata."""
+
+import pytest
+from langchain_core.documents import Document
+from langchain_core.retrievers import BaseRetriever
+
+from planqa.retrieval import PlanRetriever, Reference, parse_reference
+
+METADATA = {"section", "section_title", "clause", "ref", "heading", "score", "matched_sentence"}
+
+
+@pytest.fixture(scope="module")
+def retriever(searcher):
+    return PlanRetriever(searcher=searcher, k=5)
+
+
+def test_is_a_langchain_retriever_returning_documents(retriever):
+    docs = retriever.invoke("事业编制要精简到多少名？")
+    assert isinstance(retriever, BaseRetriever)
+    assert all(isinstance(d, Document) for d in docs)
+    assert len(docs) == 5
+    top = docs[0]
+    assert top.metadata["ref"] == "二、2"
+    assert set(top.metadata) >= METADATA
+    assert "1120" in top.metadata["matched_sentence"]
+    assert top.page_content.startswith("深化科协机关改革")
+    scores = [d.metadata["score"] for d in docs]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_one_document_per_passage(retriever):
+    docs = retriever.invoke("学会")
+    ids = [d.metadata["id"] for d in docs]
+    assert len(ids) == len(set(ids))
+
+
+def test_traditional_question_gets_traditional_text(retriever):
+    docs = retriever.invoke("事業編制要精簡到多少名？")
+    assert docs[0].metadata["ref"] == "二、2"
+    assert "編制" in docs[0].page_content
+    assert docs[0].metadata["section_title"] == "改革聯系服務科技工作者的體制機制"
+
+
+def test_english_question(retriever):
+    docs = retriever.invoke("What are the basic principles of the reform?")
+    assert docs[0].metadata["ref"] == "一、2"
+
+
+def test_lead_paragraphs_come_back_with_empty_clause(retriever):
+    docs = retriever.invoke("第三部分讲什么")
+    assert (docs[0].metadata["section"], docs[0].metadata["clause"]) == ("三", "")
+    assert docs[0].metadata["ref"] == "三"
+
+
+@pytest.mark.parametrize(("question", "ref"), [
+    ("第二部分第5条", "二、5"),
+    ("二、5", "二、5"),
+    ("第五部分第四条说了什么", "五、4"),
+    ("第一部分的基本原则", "一、2"),
+    ("part 2 clause 3", "二、3"),
+])
+def test_direct_references_resolve_exactly(retriever, question, ref):
+    top = retriever.invoke(question)[0]
+    assert top.metadata["ref"] == ref
+    assert top.metadata["exact_ref"] is True
+    assert top.metadata["score"] == 1.0
+
+
+@pytest.mark.parametrize(("question", "expected"), [
+    ("第二部分第5条讲什么", Reference("二", "5")),
+    ("请问二、5是什么", Reference("二", "5")),
+    ("第三部分", Reference("三")),
+    ("第2部分第3条", Reference("二", "3")),
+    ("What does part II clause 5 say?", Reference("二", "5")),
+    ("事业编制要精简到多少名？", None),
+    ("2016年底前完成", None),
+    ("第一动力是什么", None),
+])
+def test_parse_reference(question, expected):
+    assert parse_reference(question) == expected
+
+
+@pytest.mark.parametrize("bad", ["", "   ", "\n\t", "\u200b"])
+def test_empty_question_is_a_clear_error(retriever, bad):
+    with pytest.raises(ValueError, match="问题为空"):
+        retriever.invoke(bad)
+
+
+def test_huge_and_odd_input_does_not_crash(retriever):
+    assert retriever.invoke("编制" * 10_000)[0].metadata["ref"]  # 20,000 chars: truncated
+    for odd in ["😀🚀 编制？", "\x00\x07科普\x1b", "\ud800学会", "ＡＢＣ１２３科协"]:
+        assert len(retriever.invoke(odd)) == 5
+
+
+def test_load_retriever_rejects_bad_k():
+    from planqa.retrieval import load_retriever
+
+    with pytest.raises(ValueError):
+        load_retriever(k=0)
