@@ -317,6 +317,8 @@ def render_outline(plan: Plan, traditional: bool, query: str = "") -> str:
             return _esc(s)
         spans = []
         simp = to_simplified(s)
+        if len(simp) != len(s):  # a phrase conversion moved offsets: show it unmarked
+            return _esc(s)
         for t in terms:
             start = simp.find(t)
             while start >= 0:
@@ -325,17 +327,15 @@ def render_outline(plan: Plan, traditional: bool, query: str = "") -> str:
         return highlight(s, spans)
 
     blocks: list[str] = []
-    entries: list[tuple[str, str, Passage, list[Passage]]] = []
+    entries: list[tuple[str, str, list[Passage]]] = []
     if plan.preamble:
-        label = "前言"
-        entries.append(("前言", label, plan.preamble[0], list(plan.preamble)))
+        entries.append(("前言", "前言", list(plan.preamble)))
     for sec in plan.sections:
         title = sec.title if traditional else sec.title_simplified
         members = ([sec.lead] if sec.lead else []) + list(sec.clauses)
-        entries.append((sec.number, f"{sec.number}、{title}", sec.clauses[0] if sec.clauses
-                        else members[0], members))
+        entries.append((sec.number, f"{sec.number}、{title}", members))
     shown = 0
-    for number, label, _first, members in entries:
+    for number, label, members in entries:
         items = []
         sec_hit = bool(terms) and hit(to_simplified(label))
         for p in members:
@@ -625,7 +625,7 @@ def build_blocks(service: ChatService) -> gr.Blocks:
             chat[-1]["content"] = render_notice("warn", "回答超时，请稍后再试或换个问法。")
             yield "", chat, state, gr.update()
             return
-        except RuntimeError as exc:  # IndexUnavailable and other library failures
+        except Exception as exc:  # IndexUnavailable or a bug: a message, never a traceback
             logger.exception("answering failed")
             chat[-1]["content"] = render_notice(
                 "error", INDEX_MISSING_ZH if "make index" in str(exc) else
@@ -870,12 +870,12 @@ def _add_api_routes(app: FastAPI, service: ChatService) -> None:
             return _error(504, f"no answer within {settings.request_timeout:g} s")
         except ValueError as exc:
             return _error(422, str(exc))
-        except RuntimeError as exc:  # IndexUnavailable is a RuntimeError
+        except Exception as exc:
             from planqa.index import IndexUnavailable
 
             if isinstance(exc, IndexUnavailable):
                 return _error(503, str(exc), hint="make index")
-            logger.exception("answering failed")
+            logger.exception("answering failed")  # a bug, not a bad request
             return _error(500, "internal error while answering")
         return JSONResponse(answer.to_dict())
 

@@ -1,0 +1,257 @@
+"""The staff's view in a real browser: Debian's chromium driven by Playwright.
+
+Runs against `python app.py` (web_fixtures.web_server) with the real PlanQA. Every
+request the page makes is recorded and must go to the server's own origin.
+Screenshots land in test-artifacts/ at the repo root.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlparse
+
+import pytest
+
+if TYPE_CHECKING:
+    from web_fixtures import LiveServer
+
+# the module-scoped `web_server` fixture (python app.py on a free port)
+pytest_plugins = ["web_fixtures"]
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+DESKTOP = {"width": 1280, "height": 900}
+PHONE = {"width": 390, "height": 844}
+TIMEOUT_MS = 30_000
+
+# Counts, per message, how long the streaming text was each time the page changed:
+# proof that the answer arrived in pieces, not all at once.
+STREAM_PROBE = """
+window.__pqLengths = [];
+new MutationObserver(() => {
+  const t = document.querySelector('.pq-streaming .pq-text');
+  if (t) window.__pqLengths.push(t.textContent.length);
+}).observe(document.body, {subtree: true, childList: true, characterData: true});
+"""
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    # Imported here, not skipped: a missing playwright or chromium must fail the run.
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--headless", "--no-sandbox", "--disable-gpu",
+                  "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--no-first-run"],
+        )
+        yield b
+        b.close()
+
+
+class Session:
+    """One browser context (one staff member) with every request it made recorded."""
+
+    def __init__(self, browser, server: LiveServer, viewport: dict[str, int]) -> None:
+        self.server = server
+        self.context = browser.new_context(viewport=viewport, locale="zh-CN")
+        self.requests: list[str] = []
+        self.page = self.context.new_page()
+        self.page.set_default_timeout(TIMEOUT_MS)
+        self.page.on("request", lambda r: self.requests.append(r.url))
+        self.page.goto(server.url)
+        self.page.wait_for_selector("#pq-question textarea")
+        self.page.wait_for_selector(".pq-outline")
+
+    def ask(self, question: str) -> None:
+        """Type a question, send it, wait for the complete answer (its cards or label)."""
+        before = self.answers_done()
+        box = self.page.locator("#pq-question textarea")
+        box.fill(question)
+        box.press("Enter")
+        self.wait_answers(before + 1)
+
+    def answers_done(self) -> int:
+        return self.page.locator(".pq-answer:not(.pq-streaming)").count()
+
+    def wait_answers(self, n: int) -> None:
+        self.page.wait_for_function(
+            "n => document.querySelectorAll('.pq-answer:not(.pq-streaming)').length >= n",
+            arg=n)
+
+    def last_answer(self):
+        return self.page.locator(".pq-answer:not(.pq-streaming)").last
+
+    def foreign_requests(self) -> list[str]:
+        own = urlparse(self.server.url).netloc
+        return [u for u in self.requests
+                if not u.startswith(("data:", "blob:")) and urlparse(u).netloc != own]
+
+    def close(self) -> None:
+        self.context.close()
+
+
+def _log_lines(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(x) for x in path.read_text("utf-8").splitlines() if x.strip()]
+
+
+def _wait_for(predicate, timeout: float = 15.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    return predicate()
+
+
+def test_desktop_chat_cards_outline_feedback_and_script(browser, web_server: LiveServer
+                                                        ) -> None:
+    s = Session(browser, web_server, DESKTOP)
+    page = s.page
+    try:
+        assert page.title() == "科协改革方案问答"
+        page.evaluate(STREAM_PROBE)
+
+        # a question: the answer streams in, then its source card follows
+        s.ask("事业编制要精简到多少名？")
+        answer = s.last_answer()
+        assert "1120" in answer.inner_text()
+        lengths = [n for n in page.evaluate("window.__pqLengths") if n > 0]
+        final = len(answer.locator(".pq-text").inner_text())
+        assert len(set(lengths)) >= 2 and min(lengths) < final, lengths
+
+        card = page.locator(".pq-card").first
+        assert "二、2" in card.locator("summary").inner_text()
+        assert "›" in card.locator("summary").inner_text()
+        clause = card.locator(".pq-clause-text")
+        assert not clause.is_visible()  # cards start collapsed
+        card.locator("summary").click()
+        assert clause.is_visible()
+        assert "1120" in clause.locator("mark").first.inner_text()
+        assert len(clause.inner_text()) > len(clause.locator("mark").first.inner_text())
+
+        # the outline: choosing a clause shows its full text
+        item = page.locator('.pq-ol-clause[data-ref="二、2"]')
+        item.locator("summary").click()
+        text = item.locator(".pq-ol-text")
+        assert text.is_visible() and "1120" in text.inner_text()
+
+        # the search box filters the outline
+        search = page.locator("#pq-search textarea, #pq-search input").first
+        search.fill("科普")
+        page.wait_for_selector(".pq-ol-count")
+        assert page.locator('.pq-ol-clause[data-ref="四、3"]').count() == 1
+        assert page.locator('.pq-ol-clause[data-ref="二、2"]').count() == 0
+        search.fill("")
+        page.wait_for_selector('.pq-ol-clause[data-ref="二、2"]')
+
+        # a follow-up that only makes sense with the conversation's history
+        s.ask("那所属事业单位呢？")
+        follow = s.last_answer().inner_text()
+        assert "13" in follow
+        assert page.locator(".pq-answer:not(.pq-streaming)").count() == 2
+
+        # feedback on the first answer: thumb up, then an optional comment
+        before = len(_log_lines(web_server.feedback_log))
+        first_bot = page.locator(".message-row.bot-row, .bot-row").first
+        first_bot.hover()
+        page.locator('button[aria-label="赞"]').first.click()
+        page.wait_for_selector("#pq-feedback", state="visible")
+        page.locator("#pq-comment textarea").fill("引用很准确")
+        page.locator("#pq-fb-send").click()
+        lines = _wait_for(lambda: (x := _log_lines(web_server.feedback_log))[before:]
+                          and len(x) >= before + 2 and x)
+        new = lines[before:]
+        assert [x["vote"] for x in new] == ["useful", "useful"]
+        assert new[-1]["comment"] == "引用很准确"
+        assert new[-1]["question"] == "事业编制要精简到多少名？"
+        assert new[-1]["citations"][0]["ref"] == "二、2"
+        assert new[0]["id"] == new[1]["id"]
+
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "web-desktop-1280x900.png"))
+        page.screenshot(path=str(ARTIFACTS / "web-desktop-full.png"), full_page=True)
+
+        # Traditional: outline, answers and cards all switch
+        page.locator("#pq-script label", has_text="繁體").click()
+        page.wait_for_function(
+            "() => document.querySelector('.pq-outline').textContent.includes('總體要求')")
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('.pq-answer .pq-text')]"
+            ".some(e => e.textContent.includes('編制'))")
+        assert "事業編制" in page.locator(".pq-clause-text").first.text_content()
+        s.ask("學會聯合體是做什麼的？")
+        assert "學會" in s.last_answer().inner_text()
+        page.mouse.move(0, 0)  # no hover styles in the screenshot
+        page.wait_for_timeout(300)
+        page.screenshot(path=str(ARTIFACTS / "web-desktop-traditional.png"), full_page=True)
+
+        assert s.foreign_requests() == []
+        assert any(u.startswith(web_server.url) for u in s.requests)
+    finally:
+        s.close()
+
+
+def test_phone_width_refusal_looks_different(browser, web_server: LiveServer) -> None:
+    s = Session(browser, web_server, PHONE)
+    page = s.page
+    try:
+        s.ask("科协现任主席是谁？")
+        refusal = s.last_answer()
+        assert "pq-notfound" in refusal.get_attribute("class")
+        assert "方案未涉及" in refusal.inner_text()
+        found_bg = page.evaluate("() => getComputedStyle(document.querySelector("
+                                 "'.pq-notfound')).backgroundColor")
+        assert found_bg not in ("rgba(0, 0, 0, 0)", "transparent")
+        ARTIFACTS.mkdir(exist_ok=True)
+        refusal.evaluate("e => e.scrollIntoView({block: 'start'})")  # show its label
+        page.screenshot(path=str(ARTIFACTS / "web-phone-refusal.png"))
+        related = page.locator(".pq-card-related")
+        if related.count():
+            related.first.locator("summary").click()
+            assert related.first.locator(".pq-clause-text").is_visible()
+        s.ask("事业编制要精简到多少名？")
+        assert "pq-found" in s.last_answer().get_attribute("class")
+        # nothing wider than the phone: no sideways scrolling
+        width = page.evaluate("() => document.documentElement.scrollWidth")
+        assert width <= PHONE["width"] + 1, width
+        page.screenshot(path=str(ARTIFACTS / "web-phone-390x844.png"))
+        page.screenshot(path=str(ARTIFACTS / "web-phone-full.png"), full_page=True)
+        assert s.foreign_requests() == []
+    finally:
+        s.close()
+
+
+def test_two_staff_at_once_see_only_their_own_turns(browser, web_server: LiveServer) -> None:
+    a = Session(browser, web_server, DESKTOP)
+    b = Session(browser, web_server, DESKTOP)
+    try:
+        # both send at (nearly) the same moment; b uses an example question
+        a.page.locator("#pq-question textarea").fill("事业编制要精简到多少名？")
+        a.page.locator("#pq-question textarea").press("Enter")
+        b.page.locator(".pq-example", has_text="学会治理结构改革有哪些要求？").click()
+        a.wait_answers(1)
+        b.wait_answers(1)
+        text_a = a.page.locator("#pq-chat").inner_text()
+        text_b = b.page.locator("#pq-chat").inner_text()
+        assert "事业编制要精简到多少名" in text_a and "学会治理结构" not in text_a
+        assert "学会治理结构改革有哪些要求" in text_b and "事业编制要精简" not in text_b
+        # a new conversation empties only one's own chat
+        b.page.locator("#pq-new").click()
+        b.page.wait_for_function(
+            "() => document.querySelectorAll('.pq-answer').length === 0")
+        assert a.page.locator(".pq-answer").count() == 1
+        assert a.foreign_requests() == [] and b.foreign_requests() == []
+    finally:
+        a.close()
+        b.close()

@@ -1,0 +1,146 @@
+"""Fixtures for the web tests: real servers on free loopback ports.
+
+`web_server` (module scope) runs `python app.py --port <free port>` as a subprocess,
+exactly as staff would, and waits for its "ready at" line. `shared_qa` (session scope)
+is one real, warmed-up PlanQA for the in-process variants `run_app` starts (token,
+login, unwritable feedback log, …), so each of those costs no extra model load.
+
+A test module loads the fixtures with `pytest_plugins = ["web_fixtures"]` (no conftest
+needed; tests/ is on sys.path when pytest collects it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+#: Loading the model and the index on a cold CI machine can take a while.
+STARTUP_TIMEOUT = float(os.environ.get("PLANQA_TEST_STARTUP_TIMEOUT", "240"))
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nobody listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class LiveServer:
+    """A running server: its base URL (with trailing slash) and its feedback log."""
+
+    url: str
+    feedback_log: Path
+    output: list[str] = field(default_factory=list)  # the subprocess's output, for debugging
+
+    def api(self, path: str) -> str:
+        return self.url.rstrip("/") + path
+
+
+def _drain(stream, sink: list[str], ready: threading.Event) -> None:
+    # Read in a thread: the server must never block on a full pipe, and the test must
+    # not block on a server that prints nothing.
+    for line in stream:
+        sink.append(line)
+        if line.startswith("ready at "):
+            ready.set()
+
+
+@contextlib.contextmanager
+def run_app_subprocess(tmp: Path, env: dict[str, str] | None = None) -> Iterator[LiveServer]:
+    """`python app.py` on a free port; yields once it printed "ready at"."""
+    port = free_port()
+    log = tmp / "feedback.jsonl"
+    full_env = {**os.environ, "PLANQA_FEEDBACK_LOG": str(log), "PYTHONUNBUFFERED": "1",
+                "GRADIO_ANALYTICS_ENABLED": "False", **(env or {})}
+    # flags win over env: the test must not depend on the machine's PLANQA_HOST/PORT
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO / "app.py"), "--host", "127.0.0.1", "--port", str(port)],
+        cwd=REPO, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    output: list[str] = []
+    ready = threading.Event()
+    threading.Thread(target=_drain, args=(proc.stdout, output, ready), daemon=True).start()
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while not ready.wait(0.2):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("app.py did not become ready:\n" + "".join(output[-60:]))
+        ready_line = next(x for x in output if x.startswith("ready at ")).strip()
+        server = LiveServer(url=f"http://127.0.0.1:{port}/", feedback_log=log, output=output)
+        assert ready_line.startswith(f"ready at http://127.0.0.1:{port}/"), ready_line
+        yield server
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def serve_in_thread(qa, tmp: Path, **overrides) -> Iterator[LiveServer]:
+    """create_app(qa, Settings(…overrides)) served by uvicorn in a background thread."""
+    import uvicorn
+
+    from planqa.config import Settings
+    from planqa.webapp import create_app
+
+    settings = dataclasses.replace(
+        Settings.from_env(), **{"feedback_log": tmp / "feedback.jsonl", "auth": "",
+                                "api_token": "", "root_path": "", **overrides})
+    port = free_port()
+    app = create_app(qa=qa, settings=settings)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
+                                           log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("in-process server did not start")
+        time.sleep(0.05)
+    try:
+        yield LiveServer(url=f"http://127.0.0.1:{port}/", feedback_log=settings.feedback_log)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def web_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """The real app (`python app.py`) for this test module, feedback log in a temp dir."""
+    with run_app_subprocess(tmp_path_factory.mktemp("web")) as server:
+        r = httpx.get(server.api("/api/health"), timeout=10)
+        assert r.status_code == 200, r.text
+        yield server
+
+
+@pytest.fixture(scope="session")
+def shared_qa():
+    """One real PlanQA (default model and index), warmed up, for in-process servers."""
+    from planqa.chain import PlanQA
+
+    qa = PlanQA()
+    qa.warm_up()
+    return qa
+
+
+@pytest.fixture
+def run_app():
+    """`with run_app(qa, tmp_path, api_token=…) as server:` — an in-process server."""
+    return serve_in_thread
