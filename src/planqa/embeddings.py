@@ -119,9 +119,12 @@ def load_embeddings(settings: Settings | None = None) -> PlanEmbeddings:
     # Never reach for a model hub: weights come from packages or local paths only.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # no progress bars in logs
     configure_threads(settings.threads)
     from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()
     path = resolve_model_path(settings)
     model = SentenceTransformer(path, device="cpu")
     model.eval()

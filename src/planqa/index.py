@@ -144,6 +144,7 @@ def save_index(index: PlanIndex, directory: Path) -> None:
         os.close(fd)
         try:
             writer(tmp)
+            os.chmod(tmp, 0o644)  # mkstemp makes 0600; the index is shared, not secret
             os.replace(tmp, directory / name)
         finally:
             if os.path.exists(tmp):
