@@ -4,7 +4,6 @@ import pytest
 
 from planqa.answer_type import expected_type, sentence_answers
 from planqa.answering import LIST, PLAIN, STRUCTURE, classify, enumerate_items
-from planqa.evaluation import load_cases, verbatim_ok
 from planqa.text import normalize_query, to_simplified
 
 
@@ -109,20 +108,6 @@ def test_forced_script(qa):
 def test_malformed_history_is_a_clear_error(qa, history):
     with pytest.raises(ValueError, match="history"):
         qa.ask("编制呢？", history)
-
-
-def test_every_eval_answer_quotes_the_plan_verbatim(qa, plan):
-    """The property behind "verbatim 100%": over every question of the eval set."""
-    checked = 0
-    for case in load_cases():
-        history = []
-        for turn in case.turns:
-            a = qa.ask(turn.question, history)
-            if a.found:
-                assert verbatim_ok(a, plan), (turn.question, a.text)
-                checked += 1
-            history.append((turn.question, a.text))
-    assert checked > 150
 
 
 # ---------------------------------------------------------------- pure pieces

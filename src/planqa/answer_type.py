@@ -73,6 +73,10 @@ TYPES: tuple[AnswerType, ...] = (
                           r"届|条|岁|天|年)|(?<!哪)几\s*(?:名|人|个|家|所|项|位|次|届|条|岁|天|年)[?？]?$|"
                           r"\bhow many\b", re.I),
                re.compile(rf"{_NUM}\s*(?:名|人|个|家|所|项|位|次|届|岁|天|年)")),
+    # "有多少事业编制": a figure without a unit word.
+    AnswerType("figure",
+               re.compile(r"多少|(?<!哪)几(?:个|名|项)?$|\bhow (?:many|much)\b", re.I),
+               re.compile(rf"\d|{_NUM}\s*(?:分之|个|名|年|岁|成|项|家|人)")),
     AnswerType("agent",
                re.compile(r"谁|哪位|哪个部门|哪家|什么机构|哪个机构|哪个单位|\bwho\b", re.I),
                re.compile(r"[\u4e00-\u9fff]{1,12}(?:办公厅|委员会|委|部|院|社|科协|会|党组|"

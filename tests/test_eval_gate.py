@@ -1,0 +1,50 @@
+"""The eval set, run in CI with the real model: `make test` fails below the gates."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from planqa.evaluation import GATES, check_gates, format_report, load_cases, run_eval
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+
+
+@pytest.fixture(scope="module")
+def report(qa):
+    r = run_eval(qa, load_cases())
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "eval.md").write_text(format_report(r), encoding="utf-8")
+    (ARTIFACTS / "eval.json").write_text(json.dumps(r, ensure_ascii=False, indent=1),
+                                         encoding="utf-8")
+    return r
+
+
+def test_eval_set_shape():
+    cases = load_cases()
+    kinds = {c.kind for c in cases}
+    assert {"plain", "paraphrase", "number", "list", "traditional", "english", "reference",
+            "structure", "out_of_scope", "multiturn"} <= kinds
+    assert sum(c.kind != "out_of_scope" and c.kind != "multiturn" for c in cases) >= 100
+    assert sum(c.kind == "out_of_scope" for c in cases) >= 25
+    assert sum(c.kind == "multiturn" for c in cases) >= 20
+
+
+def test_eval_meets_the_gates(report):
+    print("\n" + format_report(report))
+    assert check_gates(report) == [], format_report(report)
+
+
+def test_every_answer_quotes_the_plan_verbatim(report):
+    """Over every question of the eval set (multi-turn included), each quoted sentence of
+    every answer stands verbatim in the plan, in the answer's script."""
+    assert report["answers"]["verbatim_checked"] >= 150
+    assert report["answers"]["verbatim"] == 1.0
+
+
+def test_gates_can_fail():
+    """The gate is real: a report below any bound is flagged."""
+    bad = {"retrieval": {"hit@1": 0.5, "hit@3": 0.5},
+           "answers": {"citation@1": 0.5, "fact_recall": 0.5, "refusal_recall": 0.5,
+                       "false_refusal_rate": 0.5, "verbatim": 0.5}}
+    assert len(check_gates(bad)) == len(GATES)

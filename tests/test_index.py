@@ -1,0 +1,101 @@
+"""The index and its manifest: built, saved, loaded; stale or corrupt ones refused."""
+
+import json
+import shutil
+
+import pytest
+
+from planqa.index import (
+    INDEX_FILE,
+    MANIFEST_FILE,
+    UNITS_FILE,
+    IndexUnavailable,
+    build_index,
+    load_index,
+    plan_units,
+    save_index,
+    sentence_windows,
+)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, searcher):
+    d = tmp_path_factory.mktemp("index")
+    save_index(build_index(searcher.plan, searcher.embeddings), d)
+    return d
+
+
+@pytest.fixture
+def copy(built, tmp_path):
+    d = tmp_path / "index"
+    shutil.copytree(built, d)
+    return d
+
+
+def test_round_trip_and_manifest(built, searcher):
+    idx = load_index(built, searcher.plan, searcher.embeddings)
+    m = idx.manifest
+    assert m["units"] == len(idx.units) == idx.faiss_index.ntotal
+    assert m["dim"] == 384
+    assert m["corpus_sha256"] == searcher.plan.sha256
+    assert m["model"] == "intfloat/multilingual-e5-small"
+    assert {"faiss-cpu", "sentence-transformers", "torch"} <= set(m["versions"])
+
+
+def test_committed_index_is_current(searcher, settings):
+    """The index in the repo matches the plan and the model: `make run` serves at once."""
+    load_index(settings.index_dir, searcher.plan, searcher.embeddings)
+
+
+def test_missing_index_names_the_rebuild_command(tmp_path, searcher):
+    with pytest.raises(IndexUnavailable, match="make index"):
+        load_index(tmp_path / "nowhere", searcher.plan, searcher.embeddings)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "units", "manifest-json"])
+def test_corrupt_index_is_refused(copy, searcher, damage):
+    if damage == "truncate":
+        data = (copy / INDEX_FILE).read_bytes()
+        (copy / INDEX_FILE).write_bytes(data[: len(data) // 2])
+    elif damage == "units":
+        (copy / UNITS_FILE).write_text("[{\"oops\": 1}]", encoding="utf-8")
+    else:
+        (copy / MANIFEST_FILE).write_text("{not json", encoding="utf-8")
+    with pytest.raises(IndexUnavailable, match="make index"):
+        load_index(copy, searcher.plan, searcher.embeddings)
+
+
+@pytest.mark.parametrize(("field", "value", "reason"), [
+    ("corpus_sha256", "0" * 64, "plan's text changed"),
+    ("model_fingerprint", "another", "another embedding model"),
+    ("unit_scheme", "v0", "cuts the plan into units differently"),
+    ("units", 3, "disagree on the number of units"),
+])
+def test_stale_index_is_refused_with_the_reason(copy, searcher, field, value, reason):
+    manifest = json.loads((copy / MANIFEST_FILE).read_text(encoding="utf-8"))
+    manifest[field] = value
+    (copy / MANIFEST_FILE).write_text(json.dumps(manifest), encoding="utf-8")
+    with pytest.raises(IndexUnavailable, match=reason):
+        load_index(copy, searcher.plan, searcher.embeddings)
+
+
+def test_units_cover_every_sentence(plan):
+    units = plan_units(plan)
+    sentences = {(u.passage_id, u.position) for u in units if u.kind == "sentence"}
+    # A section's title is a unit only where it has no lead to stand for it (一、).
+    expected = {(p.id, i) for p in plan.passages
+                if p.kind != "title" or plan.section(p.section).lead is None
+                for i in range(len(p.sentences_simplified))}
+    assert sentences == expected
+    windows = [u for u in units if u.kind == "window"]
+    assert windows
+    for (pid, pos) in {(u.passage_id, u.position) for u in windows}:
+        parts = [u.text for u in windows if (u.passage_id, u.position) == (pid, pos)]
+        assert "".join(parts) == plan.get(pid).sentences_simplified[pos]
+
+
+def test_sentence_windows_cut_at_commas():
+    s = "甲" * 30 + "," + "乙" * 30 + "," + "丙" * 30 + "。"
+    w = sentence_windows(s, size=40)
+    assert "".join(w) == s and len(w) == 3
+    assert sentence_windows("短句。") == []
