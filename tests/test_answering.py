@@ -54,7 +54,8 @@ def test_english_question_gets_simplified_chinese(qa):
 def test_list_of_principles_by_heading(qa):
     a = qa.ask("基本原则有哪些？")
     assert a.citations[0].ref == "一、2"
-    principles = ["加强政治引领", "密切联系群众", "突出问题导向", "强化学会主体地位", "坚持系统推进"]
+    principles = ["加强政治引领", "密切联系群众", "突出问题导向", "强化学会主体地位",
+                  "坚持系统推进"]
     for heading in principles:
         assert f". {heading}" in a.text
 

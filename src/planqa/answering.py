@@ -53,6 +53,9 @@ class Answer:
     question: str = ""  # the question as understood (after follow-up resolution)
     source: str = "extractive"  # "extractive" | "llm"
     traditional: bool = False
+    #: "quote" (sentences chosen for the question), "clause" (a referenced clause in
+    #: full), "outline" (built from the plan's structure) or "refusal"
+    mode: str = "quote"
 
     def to_dict(self) -> dict:
         return {
@@ -267,7 +270,8 @@ def refusal(hits: list[Hit], traditional: bool, reason: str = NOT_IN_PLAN) -> An
         text += "\n" + _w("可能相关的条款：", traditional) + "；".join(
             _w(locate(h.passage), traditional) + f"“{c.title}”"
             for h, c in zip(near, related, strict=True))
-    return Answer(text=text, found=False, related=related, traditional=traditional)
+    return Answer(text=text, found=False, related=related, traditional=traditional,
+                  mode="refusal")
 
 
 def _section_anchor(plan: Plan, number: str) -> Passage:
@@ -288,7 +292,8 @@ def _structure_answer(plan: Plan, traditional: bool) -> Answer:
         cites.append(Citation(section=sec.number, clause="", ref=sec.number, title=title,
                               quote=title, highlights=(title,),
                               text=str(anchor.in_script(traditional)["text"]), score=1.0))
-    return Answer(text="\n".join(lines), found=True, citations=cites, traditional=traditional)
+    return Answer(text="\n".join(lines), found=True, citations=cites, traditional=traditional,
+                  mode="outline")
 
 
 def _section_answer(plan: Plan, number: str, traditional: bool) -> Answer:
@@ -306,7 +311,8 @@ def _section_answer(plan: Plan, number: str, traditional: bool) -> Answer:
     lines.append(source_line(anchor, traditional))
     cites = [make_citation(anchor, [0], traditional, 1.0)]
     cites += [make_citation(c, [0], traditional, 1.0) for c in sec.clauses]
-    return Answer(text="\n".join(lines), found=True, citations=cites, traditional=traditional)
+    return Answer(text="\n".join(lines), found=True, citations=cites, traditional=traditional,
+                  mode="outline")
 
 
 _WHICH_SECTION = re.compile(r"哪(?:一|个)?(?:部分|章|板块)|\bwhich (?:section|part)\b", re.I)
@@ -391,5 +397,6 @@ def compose(question: str, hits: list[Hit], plan: Plan, *, traditional: bool,
             body = _quote_block(quoted)
     citation = make_citation(p, positions, traditional, top.score, quotes)
     text = f"{head}\n{body}\n{source_line(p, traditional)}"
-    return Answer(text=text, found=True, citations=[citation], traditional=traditional)
+    return Answer(text=text, found=True, citations=[citation], traditional=traditional,
+                  mode="clause" if top.exact_ref else "quote")
 

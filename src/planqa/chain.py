@@ -64,9 +64,14 @@ class PlanQA:
     @property
     def llm(self) -> Any | None:
         if self._llm is None and self._llm_configured:
-            from planqa.llm import LLMAnswerer
+            try:
+                from planqa.llm import LLMAnswerer
 
-            self._llm = LLMAnswerer.from_settings(self.settings)
+                self._llm = LLMAnswerer.from_settings(self.settings)
+            except Exception as exc:  # the LLM is optional: answer without it
+                log.warning("LLM disabled (%s: %s); answering extractively",
+                            type(exc).__name__, exc)
+                self._llm_configured = False
         return self._llm
 
     def warm_up(self) -> None:
@@ -129,7 +134,9 @@ class PlanQA:
             has_cjk(question) and is_traditional(question))
         answer = compose(resolved.question, hits, self.plan, traditional=traditional,
                          asked=question, cal=self.calibration)
-        if self.llm is not None and answer.found:
+        # Only sentence picks are rewritten; a clause quoted in full or an outline built
+        # from the plan's structure is already the best answer.
+        if answer.mode == "quote" and self.llm is not None:
             answer = self.llm.answer(question, resolved.question, hits, answer)
         return _with_question(answer, resolved.question)
 
