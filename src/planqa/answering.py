@@ -268,7 +268,8 @@ def refusal(hits: list[Hit], traditional: bool, reason: str = NOT_IN_PLAN) -> An
     text = _w(reason, traditional)
     if related:
         text += "\n" + _w("可能相关的条款：", traditional) + "；".join(
-            _w(locate(h.passage), traditional) + f"“{c.title}”"
+            _w(locate(h.passage), traditional)
+            + ("" if h.passage.section == PREAMBLE else f"“{c.title}”")
             for h, c in zip(near, related, strict=True))
     return Answer(text=text, found=False, related=related, traditional=traditional,
                   mode="refusal")
