@@ -64,9 +64,11 @@ _LAST_SECTION = re.compile(r"最后(?:一个?)?(?:部分|章|板块)|\b(?:last|f
                            re.I)
 #: Reference.section for "the last section" (resolved against the plan).
 LAST = "末"
+# 二、5 / 二.5 carry the section and the clause at once.
+_SECTION_AND_CLAUSE = re.compile(
+    r"(?<![一二三四五六七八九十\d])([一二三四五六七八九十])[、.](\d{1,2})(?!\d)")
 _CLAUSE_PATTERNS = (
     re.compile(rf"第({_NUM})(?:条|点|款|项|小节|小点)"),
-    re.compile(r"(?<![一二三四五六七八九十\d])([一二三四五六七八九十])[、.](\d{1,2})(?!\d)"),
     re.compile(r"\b(?:clause|item|point|article|paragraph)\s+(\d{1,2})\b", re.I),
     re.compile(r"\b(?:section|part)\s+(?:[ivx]+|\d{1,2})[.,]\s*(\d{1,2})\b", re.I),
 )
@@ -107,9 +109,9 @@ def parse_reference(question: str) -> Reference | None:
     """Find an explicit section (and clause) reference such as 第二部分第5条, 二、5 or
     "part 2 clause 5". Returns None when the question names no section."""
     q = normalize_query(question)
-    m2 = _CLAUSE_PATTERNS[1].search(q)
-    if m2:  # 二、5 / 二.5 carry both numbers at once
-        return Reference(m2.group(1), str(int(m2.group(2))))
+    both = _SECTION_AND_CLAUSE.search(q)
+    if both:
+        return Reference(both.group(1), str(int(both.group(2))))
     section = LAST if _LAST_SECTION.search(q) else None
     for rx in () if section else _SECTION_PATTERNS:
         m = rx.search(q)
@@ -188,8 +190,8 @@ class PlanSearcher:
                prior: dict[str, float] | None = None) -> list[Hit]:
         """The k best passages for the question, best first, one per passage.
 
-        `prior` adds weight (in units of a first rank) to passages by id, e.g. the
-        clause a conversation was about."""
+        `prior` adds weight to passages by id, e.g. the clause a conversation was
+        about; 1.0 equals one channel's whole range (the fused score spans 0..3)."""
         q = self.prepare(question)
         scored = self._score_all(q, prior=prior)
         ref = parse_reference(q)
