@@ -19,12 +19,13 @@ $(STAMP): pyproject.toml
 	$(PY) -m planqa model
 	touch $@
 
-# Debian's chromium for the browser tests (CI runs as root).
+# Debian's chromium for the browser tests (CI runs as root), and a CJK font so the
+# screenshots under test-artifacts/ show Chinese, not boxes.
 browser-deps: $(BROWSER_STAMP)
 
 $(BROWSER_STAMP): $(STAMP)
 	command -v chromium >/dev/null 2>&1 || \
-	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-microhei; }
 	touch $@
 
 model: setup
