@@ -25,6 +25,7 @@ log = logging.getLogger("planqa")
 
 #: How many passages the answerer sees (and "可能相关" may list).
 TOP_K = 5
+_MAX_TURN_CHARS = 4000
 
 
 class PlanQA:
@@ -181,5 +182,7 @@ def _check_history(history: Any) -> list[tuple[str, str]]:
         if (not isinstance(turn, list | tuple) or len(turn) != 2
                 or not all(isinstance(x, str) for x in turn)):
             raise ValueError("history must be a list of [question, answer] pairs of strings")
-        out.append((turn[0], turn[1]))
+        # Only a turn's question and its closing 出处 line matter for a follow-up; clipping
+        # keeps a megabyte-long turn from costing seconds.
+        out.append((turn[0][:_MAX_TURN_CHARS], turn[1][-_MAX_TURN_CHARS:]))
     return out[-20:]  # older turns cannot change how a follow-up resolves

@@ -6,6 +6,7 @@
     planqa chat             a terminal conversation with history
     planqa eval             retrieval and answer metrics on eval/ (--gate to enforce thresholds)
     planqa bench            latency, cold start, memory
+    planqa load             load test of the web API on loopback (bench/load.md)
 """
 
 from __future__ import annotations
@@ -98,6 +99,13 @@ def _cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     return bench_main(settings, quick=args.quick)
 
 
+def _cmd_load(args: argparse.Namespace, settings: Settings) -> int:
+    from planqa.load import main as load_main
+
+    return load_main(users=args.users, seconds=args.seconds, port=args.port, url=args.url,
+                     out=Path(args.out))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="planqa", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -117,6 +125,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="speed and memory benchmark")
     p.add_argument("--quick", action="store_true", help="fewer repetitions")
     p.set_defaults(fn=_cmd_bench)
+    p = sub.add_parser("load", help="load test of the web API (loopback only)")
+    p.add_argument("--users", type=int, default=20, help="concurrent users (default 20)")
+    p.add_argument("--seconds", type=float, default=60.0, help="duration (default 60)")
+    p.add_argument("--port", type=int, default=0, help="server port (default: a free one)")
+    p.add_argument("--url", default="", help="load a running server instead (loopback only)")
+    p.add_argument("--out", default="bench/load.md", help="Markdown report (bench/load.md)")
+    p.set_defaults(fn=_cmd_load)
     return parser
 
 

@@ -163,6 +163,16 @@ def save_index(index: PlanIndex, directory: Path) -> None:
     write(MANIFEST_FILE, text_writer(index.manifest))
 
 
+def _units_match(units: list[Unit], plan: Plan) -> bool:
+    """Every unit names a passage of the plan and has well-typed fields (a hand-edited or
+    corrupt units.json must not reach the searcher, which would fail obscurely)."""
+    ids = {p.id for p in plan.passages}
+    return all(isinstance(u.passage_id, str) and u.passage_id in ids
+               and u.kind in ("sentence", "window", "passage")
+               and type(u.position) is int
+               and isinstance(u.text, str) and isinstance(u.embed_text, str) for u in units)
+
+
 def load_index(directory: Path, plan: Plan, embeddings: PlanEmbeddings) -> PlanIndex:
     """Load and verify the index; raise `IndexUnavailable` if it cannot be trusted."""
     import faiss
@@ -172,6 +182,8 @@ def load_index(directory: Path, plan: Plan, embeddings: PlanEmbeddings) -> PlanI
         raise IndexUnavailable(f"No index at {directory}: {REBUILD_HINT}.")
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        if not isinstance(manifest, dict):  # valid JSON of the wrong shape
+            raise ValueError("manifest.json is not a JSON object")
         units = [Unit(**u) for u in json.loads((directory / UNITS_FILE).read_text("utf-8"))]
         faiss_index = faiss.read_index(str(directory / INDEX_FILE))
     except (OSError, ValueError, TypeError, RuntimeError) as exc:
@@ -191,6 +203,8 @@ def load_index(directory: Path, plan: Plan, embeddings: PlanEmbeddings) -> PlanI
         problems.append("this planqa version cuts the plan into units differently")
     if not (manifest.get("units") == len(units) == faiss_index.ntotal):
         problems.append("its files disagree on the number of units")
+    if not _units_match(units, plan):
+        problems.append("units.json does not describe this plan's passages")
     if manifest.get("dim") != faiss_index.d or faiss_index.d != embeddings.dim:
         problems.append("its vector dimension does not match the model")
     if problems:

@@ -1,0 +1,384 @@
+"""`planqa load`: a load test of the web app's JSON API, on loopback only.
+
+Starts `python app.py` on a free 127.0.0.1 port (or uses `--url`), then N simulated
+staff members each run conversations from the eval set against POST /api/ask: single
+questions and multi-turn dialogues that send their history, as the chat does. After
+the given duration the users stop, the server is stopped, and a report is printed and
+written as Markdown (bench/load.md by default):
+
+    answers/s sustained, p50/p95/p99 latency, errors (non-2xx or exceptions),
+    the server's RSS before and after the run, and its peak (VmHWM).
+
+The exit status is 1 when any request failed. The eval set only supplies realistic
+questions here; nothing is scored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from planqa.config import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+APP_PY = REPO / "app.py"
+DEFAULT_OUT = REPO / "bench" / "load.md"
+#: Loading torch, the model and the index on a busy 2-core machine can take a while.
+STARTUP_TIMEOUT = 240.0
+#: One request may not take longer than this; a slower one counts as an error.
+REQUEST_TIMEOUT = 30.0
+#: The targets on 2 cores (the report marks each as met or missed).
+TARGETS = {"answers_per_s": 50.0, "p95_ms": 500.0, "rss_growth_mb": 50.0}
+
+
+# ---------------------------------------------------------------- conversations
+
+
+def conversations(path: Path | None = None) -> list[list[str]]:
+    """Each eval case as the questions of one conversation (one for single questions,
+    several for multi-turn dialogues, whose follow-ups need the history)."""
+    from planqa.evaluation import load_cases
+
+    return [[t.question for t in case.turns] for case in load_cases(path)]
+
+
+# ---------------------------------------------------------------- the server
+
+
+def _rss_kb(pid: int) -> dict[str, int]:
+    """VmRSS, VmHWM (peak RSS) and RssAnon of a process in kB, from /proc; {} if
+    unreadable. RssAnon is the heap: the part of RSS that a leak would grow."""
+    out: dict[str, int] = {}
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM", "RssAnon"):
+                out[key] = int(value.split()[0])
+    except (OSError, ValueError, IndexError):
+        pass
+    return out
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time a process has used so far, from /proc/<pid>/stat."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        fields = stat.rsplit(")", 1)[1].split()  # the name in (…) may hold spaces
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Server:
+    """A server this tool started: its URL, process id and the lines it printed."""
+
+    url: str
+    pid: int | None
+    output: list[str] = field(default_factory=list)
+
+
+def _drain(stream, sink: list[str], ready: threading.Event) -> None:
+    # A thread reads the output so the server never blocks on a full pipe.
+    for line in stream:
+        sink.append(line)
+        if line.startswith("ready at "):
+            ready.set()
+
+
+@contextlib.contextmanager
+def start_server(port: int = 0, env: dict[str, str] | None = None,
+                 timeout: float = STARTUP_TIMEOUT) -> Iterator[Server]:
+    """`python app.py --host 127.0.0.1 --port N` (N free when 0); yields once it printed
+    "ready at", stops it on exit. The argument list is fixed: no shell is involved."""
+    port = port or _free_port()
+    with tempfile.TemporaryDirectory(prefix="planqa-load-") as tmp:
+        full_env = {**os.environ, "PYTHONUNBUFFERED": "1",
+                    # the run must not add lines to the staff's real feedback log
+                    "PLANQA_FEEDBACK_LOG": str(Path(tmp) / "feedback.jsonl"), **(env or {})}
+        if APP_PY.is_file():
+            cmd = [sys.executable, str(APP_PY), "--host", "127.0.0.1", "--port", str(port)]
+        else:  # an installed wheel has no app.py
+            full_env.update(PLANQA_HOST="127.0.0.1", PLANQA_PORT=str(port))
+            cmd = [sys.executable, "-c", "from planqa.webapp import serve; serve()"]
+        proc = subprocess.Popen(cmd, env=full_env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True,
+                                cwd=REPO if APP_PY.is_file() else None)
+        output: list[str] = []
+        ready = threading.Event()
+        threading.Thread(target=_drain, args=(proc.stdout, output, ready), daemon=True).start()
+        try:
+            deadline = time.monotonic() + timeout
+            while not ready.wait(0.2):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the server did not become ready:\n"
+                                       + "".join(output[-40:]))
+            yield Server(url=f"http://127.0.0.1:{port}", pid=proc.pid, output=output)
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+
+
+# ---------------------------------------------------------------- the users
+
+
+@dataclass
+class Tally:
+    """What the users saw: latencies of answered requests, and the failures."""
+
+    latencies: list[float] = field(default_factory=list)
+    errors: int = 0
+    error_samples: list[str] = field(default_factory=list)
+    started: float = 0.0
+    finished: float = 0.0
+
+    def fail(self, what: str) -> None:
+        self.errors += 1
+        if len(self.error_samples) < 5:  # a few examples are enough to debug
+            self.error_samples.append(what[:300])
+
+
+async def _user(client, url: str, convs: list[list[str]], seed: int, deadline: float,
+                tally: Tally, headers: dict[str, str]) -> None:
+    """One staff member: conversation after conversation until the deadline."""
+    rng = random.Random(seed)  # each user its own order, the same every run
+    order = list(range(len(convs)))
+    rng.shuffle(order)
+    i = 0
+    while time.monotonic() < deadline:
+        history: list[list[str]] = []
+        for question in convs[order[i % len(order)]]:
+            if time.monotonic() >= deadline:
+                return
+            body = {"question": question, "history": history}
+            t0 = time.perf_counter()
+            try:
+                r = await client.post(f"{url}/api/ask", json=body, headers=headers)
+                elapsed = time.perf_counter() - t0
+                if not 200 <= r.status_code < 300:
+                    raise RuntimeError(f"HTTP {r.status_code}: {r.text}")
+                answer = r.json()["answer"]
+            except Exception as exc:  # a timeout, a dropped connection, a bad reply
+                tally.fail(f"{type(exc).__name__}: {exc}")
+                await asyncio.sleep(0.1)  # a dead server must not make this a busy loop
+                break  # the conversation cannot go on without its answer
+            tally.latencies.append(elapsed)
+            history.append([question, answer])
+        i += 1
+
+
+async def drive(url: str, users: int, seconds: float, convs: list[list[str]],
+                token: str = "") -> Tally:
+    """Run `users` concurrent users against `url` for `seconds`."""
+    import httpx
+
+    tally = Tally()
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    limits = httpx.Limits(max_connections=users, max_keepalive_connections=users)
+    async with httpx.AsyncClient(timeout=REQUEST_TIMEOUT, limits=limits,
+                                 trust_env=False) as client:  # never via a proxy
+        tally.started = time.monotonic()
+        deadline = tally.started + seconds
+        await asyncio.gather(*(_user(client, url, convs, 1000 + n, deadline, tally, headers)
+                               for n in range(users)))
+        tally.finished = time.monotonic()
+    return tally
+
+
+# ---------------------------------------------------------------- the report
+
+
+def _percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100) of a non-empty list."""
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * q // 100))
+    return ordered[int(rank) - 1]
+
+
+@dataclass
+class Report:
+    """The figures of one run."""
+
+    users: int
+    seconds: float
+    answers: int
+    errors: int
+    answers_per_s: float
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    rss_before_mb: float | None
+    rss_after_mb: float | None
+    rss_peak_mb: float | None
+    anon_before_mb: float | None
+    anon_after_mb: float | None
+    #: the server's CPU time per answer: unlike answers/s, it hardly depends on what
+    #: else the machine is doing, so runs on a shared machine stay comparable
+    cpu_ms_per_answer: float | None
+    #: 1-minute load average of the machine at the end (the load generator included)
+    load_average: float
+    threads: str
+    error_samples: list[str] = field(default_factory=list)
+
+    @property
+    def rss_growth_mb(self) -> float | None:
+        if self.rss_before_mb is None or self.rss_after_mb is None:
+            return None
+        return self.rss_after_mb - self.rss_before_mb
+
+    @property
+    def anon_growth_mb(self) -> float | None:
+        if self.anon_before_mb is None or self.anon_after_mb is None:
+            return None
+        return self.anon_after_mb - self.anon_before_mb
+
+    def markdown(self) -> str:
+        """A small Markdown table, with the targets (on 2 cores) beside the figures."""
+
+        def mb(v: float | None) -> str:
+            return "n/a" if v is None else f"{v:.0f} MB"
+
+        def mark(ok: bool) -> str:
+            return "met" if ok else "**missed**"
+
+        growth, anon = self.rss_growth_mb, self.anon_growth_mb
+        rows = [
+            ("answers/s (sustained)", f"{self.answers_per_s:.1f}",
+             f"≥ {TARGETS['answers_per_s']:.0f}: "
+             + mark(self.answers_per_s >= TARGETS["answers_per_s"])),
+            ("answers", str(self.answers), ""),
+            ("errors (non-2xx or exceptions)", str(self.errors), "0: " + mark(self.errors == 0)),
+            ("latency p50", f"{self.p50_ms:.0f} ms", ""),
+            ("latency p95", f"{self.p95_ms:.0f} ms",
+             f"≤ {TARGETS['p95_ms']:.0f} ms: " + mark(self.p95_ms <= TARGETS["p95_ms"])),
+            ("latency p99", f"{self.p99_ms:.0f} ms", ""),
+            ("server RSS before", mb(self.rss_before_mb), ""),
+            ("server RSS after", mb(self.rss_after_mb), ""),
+            ("server RSS growth", "n/a" if growth is None else f"{growth:+.0f} MB",
+             "" if growth is None else f"≤ {TARGETS['rss_growth_mb']:.0f} MB: "
+             + mark(growth <= TARGETS["rss_growth_mb"])),
+            ("— of which heap (RssAnon)", "n/a" if anon is None else f"{anon:+.0f} MB",
+             "" if anon is None else f"≤ {TARGETS['rss_growth_mb']:.0f} MB: "
+             + mark(anon <= TARGETS["rss_growth_mb"])),
+            ("server RSS peak (VmHWM)", mb(self.rss_peak_mb), ""),
+            ("server CPU time per answer", "n/a" if self.cpu_ms_per_answer is None
+             else f"{self.cpu_ms_per_answer:.1f} ms", ""),
+            ("machine load average (1 min)", f"{self.load_average:.1f}", ""),
+        ]
+        lines = [
+            "# planqa load test",
+            "",
+            f"{self.users} concurrent users for {self.seconds:g} s against POST /api/ask "
+            f"(conversations from eval/qa.jsonl, follow-ups with history); "
+            f"{os.cpu_count()} CPU cores; PLANQA_THREADS={self.threads}. "
+            "Produced by `make load`.",
+            "",
+            "| metric | value | target (2 cores) |",
+            "|---|---|---|",
+            *(f"| {a} | {b} | {c} |" for a, b, c in rows),
+        ]
+        if growth is not None and anon is not None and growth - anon > 5:
+            lines += ["", f"The other {growth - anon:+.0f} MB of RSS growth is file-backed: "
+                      "pages of the memory-mapped model weights (model.safetensors) read for "
+                      "the first time, e.g. embedding rows of tokens not seen before. They "
+                      "are clean page cache, bounded by the file's size, and the kernel may "
+                      "drop them; a leak shows in the heap figure."]
+        if self.error_samples:
+            lines += ["", "First errors:", "", *(f"- `{e}`" for e in self.error_samples)]
+        return "\n".join(lines) + "\n"
+
+
+def _report(tally: Tally, users: int, seconds: float, before: dict[str, int],
+            after: dict[str, int], cpu_s: float | None = None) -> Report:
+    lat = [x * 1000 for x in tally.latencies] or [0.0]
+    wall = max(tally.finished - tally.started, 1e-9)
+
+    def mb(d: dict[str, int], key: str) -> float | None:
+        return d[key] / 1024 if key in d else None
+
+    return Report(
+        users=users, seconds=seconds, answers=len(tally.latencies), errors=tally.errors,
+        answers_per_s=len(tally.latencies) / wall,
+        p50_ms=_percentile(lat, 50), p95_ms=_percentile(lat, 95), p99_ms=_percentile(lat, 99),
+        rss_before_mb=mb(before, "VmRSS"), rss_after_mb=mb(after, "VmRSS"),
+        rss_peak_mb=mb(after, "VmHWM"),
+        anon_before_mb=mb(before, "RssAnon"), anon_after_mb=mb(after, "RssAnon"),
+        cpu_ms_per_answer=(cpu_s * 1000 / len(tally.latencies)
+                           if cpu_s is not None and tally.latencies else None),
+        load_average=os.getloadavg()[0],
+        threads=str(Settings.from_env().threads),  # what the server (same env) uses
+        error_samples=tally.error_samples,
+    )
+
+
+def _check_loopback(url: str) -> None:
+    """A load generator must not be pointed at someone else's server: loopback only."""
+    from urllib.parse import urlparse
+
+    host = urlparse(url).hostname or ""
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        raise ValueError(f"--url must be a loopback address (127.0.0.1), not {host!r}")
+
+
+def run(users: int = 20, seconds: float = 60.0, port: int = 0, url: str = "",
+        out: Path | None = DEFAULT_OUT, token: str = "") -> Report:
+    """Start the server (unless `url` is given), load it, stop it; write the report."""
+    if users < 1 or seconds <= 0:
+        raise ValueError("--users must be at least 1 and --seconds positive")
+    if url:
+        _check_loopback(url)
+    convs = conversations()
+    token = token or os.environ.get("PLANQA_API_TOKEN", "")
+    with contextlib.ExitStack() as stack:
+        if url:
+            server = Server(url=url.rstrip("/"), pid=None)
+        else:
+            server = stack.enter_context(start_server(port))
+        before = _rss_kb(server.pid) if server.pid else {}
+        cpu0 = _cpu_seconds(server.pid) if server.pid else None
+        tally = asyncio.run(drive(server.url, users, seconds, convs, token))
+        after = _rss_kb(server.pid) if server.pid else {}
+        cpu1 = _cpu_seconds(server.pid) if server.pid else None
+    cpu_s = cpu1 - cpu0 if cpu0 is not None and cpu1 is not None else None
+    report = _report(tally, users, seconds, before, after, cpu_s)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(report.markdown(), encoding="utf-8")
+    return report
+
+
+def main(users: int = 20, seconds: float = 60.0, port: int = 0, url: str = "",
+         out: Path | None = DEFAULT_OUT) -> int:
+    """`planqa load`: run, print the report; 1 when any request failed, 2 when the
+    server did not start."""
+    try:
+        report = run(users=users, seconds=seconds, port=port, url=url, out=out)
+    except RuntimeError as exc:  # the server's last lines say why
+        print(f"planqa load: {exc}", file=sys.stderr)
+        return 2
+    print(report.markdown(), end="")
+    if out is not None:
+        print(f"\n(written to {out})")
+    return 1 if report.errors else 0

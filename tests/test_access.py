@@ -1,0 +1,248 @@
+"""Who can reach planqa, and what their input can reach.
+
+* `python app.py` with no --host and no PLANQA_HOST listens on 127.0.0.1 only (the
+  kernel's socket table says so, not just the printed URL);
+* the bearer token (PLANQA_API_TOKEN) is compared in constant time, guards every
+  JSON route that does work, and not /api/health (test_webapp covers the basic
+  401/200 cases; here: near-miss tokens, schemes, /api/feedback, no echo);
+* with PLANQA_AUTH, Gradio's own API needs the login too;
+* no user input reaches a file path or a shell: hostile questions and feedback are
+  answered or stored as text, and the package has no shell, eval or exec outside the
+  command-line tools, whose argument lists are fixed.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import inspect
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from planqa.config import Settings
+
+# `run_app` (an in-process server with other settings) and `shared_qa`
+pytest_plugins = ["web_fixtures"]
+
+REPO = Path(__file__).resolve().parent.parent
+PACKAGE = REPO / "src" / "planqa"
+Q_STAFF = "事业编制要精简到多少名？"
+TOKEN = "planqa-test-token-5f2c"
+
+
+# ---------------------------------------------------------------- default bind address
+
+
+@pytest.fixture(scope="module")
+def default_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    """`python app.py --port N` with neither --host nor PLANQA_HOST: the defaults."""
+    from web_fixtures import STARTUP_TIMEOUT, free_port
+
+    tmp = tmp_path_factory.mktemp("access")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("PLANQA_HOST", "PLANQA_AUTH",
+                                                            "PLANQA_API_TOKEN")}
+    env.update(PLANQA_FEEDBACK_LOG=str(tmp / "feedback.jsonl"), PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, str(REPO / "app.py"), "--port", str(port)],
+                            cwd=tmp, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    ready = threading.Event()
+
+    def drain() -> None:  # never let the server block on a full pipe
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("ready at "):
+                ready.set()
+
+    threading.Thread(target=drain, daemon=True).start()
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while not ready.wait(0.2):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("app.py did not become ready:\n" + "".join(lines[-40:]))
+        yield {"port": port, "pid": proc.pid, "lines": lines, "tmp": tmp,
+               "url": f"http://127.0.0.1:{port}"}
+    finally:
+        proc.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=20)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def _listeners(port: int) -> list[tuple[str, str]]:
+    """(table, local address in /proc hex) of every listening socket on `port`."""
+    found = []
+    for table in ("tcp", "tcp6"):
+        with contextlib.suppress(OSError):
+            for row in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+                fields = row.split()
+                addr, _, hexport = fields[1].partition(":")
+                if int(hexport, 16) == port and fields[3] == "0A":  # 0A: LISTEN
+                    found.append((table, addr))
+    return found
+
+
+def test_default_bind_is_loopback_only(default_server: dict) -> None:
+    ready = next(x for x in default_server["lines"] if x.startswith("ready at "))
+    assert ready.strip() == f"ready at http://127.0.0.1:{default_server['port']}/"
+    # the kernel's view: one IPv4 listener on 127.0.0.1 (0100007F), none on 0.0.0.0 or ::
+    assert _listeners(default_server["port"]) == [("tcp", "0100007F")]
+    assert httpx.get(default_server["url"] + "/api/health", timeout=10).status_code == 200
+
+
+def test_settings_default_host_is_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PLANQA_HOST", raising=False)
+    assert Settings().host == Settings.from_env().host == "127.0.0.1"
+
+
+# ---------------------------------------------------------------- user input stays text
+
+
+def _canaries(tmp: Path) -> dict[str, Path]:
+    return {name: tmp / f"canary-{name}" for name in ("subst", "backtick", "semicolon", "pipe")}
+
+
+def _hostile_questions(tmp: Path) -> list[str]:
+    c = _canaries(tmp)
+    return [
+        "../../etc/passwd", "../../../../../../etc/shadow", "/etc/passwd", "file:///etc/passwd",
+        "..%2f..%2fetc%2fpasswd", "C:\\Windows\\System32\\config\\SAM", "~/.ssh/id_rsa",
+        "$(rm -rf /)", f"$(touch {c['subst']})", f"`touch {c['backtick']}`",
+        f"编制; touch {c['semicolon']}", f"编制 | touch {c['pipe']}", "`id`", "${HOME}",
+        "__import__('os').system('id')", "{{ self.__init__.__globals__ }}", "%(x)s {0}",
+        "事业编制要精简到多少名？../../etc/passwd", "事业编制$(id)要精简到多少名？",
+    ]
+
+
+def test_paths_and_shell_syntax_are_just_text(default_server: dict) -> None:
+    tmp = default_server["tmp"]
+    with httpx.Client(base_url=default_server["url"], timeout=30, trust_env=False) as client:
+        for question in _hostile_questions(tmp):
+            r = client.post("/api/ask", json={"question": question,
+                                              "history": [["../../etc/passwd", "$(id)"]]})
+            assert r.status_code == 200, (question, r.text)
+            data = r.json()
+            text = json.dumps(data, ensure_ascii=False)
+            assert "root:x:0:0" not in text and "uid=0" not in text, question
+            # every passage shown is the plan's, whatever the question named
+            for c in data["citations"] + data["related"]:
+                assert c["ref"] and "/etc" not in c["text"]
+        r = client.post("/api/ask", json={"question": "事业编制$(id)要精简到多少名？"})
+        assert r.json()["citations"][0]["ref"] == "二、2"  # answered, as text
+    for name, path in _canaries(tmp).items():
+        assert not path.exists(), f"a shell ran the {name} payload"
+
+
+def test_feedback_fields_never_become_paths(default_server: dict) -> None:
+    tmp = default_server["tmp"]
+    log = tmp / "feedback.jsonl"
+    hostile = str(tmp / "evil" / ".." / "evil-file")
+    before = set(tmp.rglob("*"))
+    r = httpx.post(default_server["url"] + "/api/feedback", timeout=10, json={
+        "id": hostile, "question": "../../etc/passwd", "answer": f"$(touch {hostile})",
+        "vote": "useful", "comment": "`rm -rf /`", "citations": [{"ref": "../../x"}]})
+    assert r.status_code == 200, r.text
+    assert set(tmp.rglob("*")) - before == set()  # only the configured log was written
+    last = json.loads(log.read_text("utf-8").splitlines()[-1])
+    assert last["id"] == hostile[:64] and last["question"] == "../../etc/passwd"
+    assert last["answer"] == f"$(touch {hostile})" and last["comment"] == "`rm -rf /`"
+
+
+# ---------------------------------------------------------------- bearer token, login
+
+
+def test_token_is_compared_in_constant_time() -> None:
+    """The check uses hmac.compare_digest, and never == / != on the token."""
+    from planqa import webapp
+
+    source = inspect.getsource(webapp._add_api_routes)
+    assert "hmac.compare_digest(" in source
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Compare) and any(isinstance(op, ast.Eq | ast.NotEq)
+                                                 for op in node.ops):
+            assert "api_token" not in ast.unparse(node), ast.unparse(node)
+
+
+def test_token_near_misses_and_schemes(shared_qa, run_app, tmp_path: Path) -> None:
+    with run_app(shared_qa, tmp_path, api_token=TOKEN) as server:
+        def ask(auth: str | None) -> httpx.Response:
+            headers = {"Authorization": auth} if auth is not None else {}
+            return httpx.post(server.api("/api/ask"), json={"question": Q_STAFF},
+                              headers=headers, timeout=30)
+
+        for auth in ("", f"Bearer {TOKEN[:-1]}", f"Bearer {TOKEN}x", f"Bearer {TOKEN.upper()}",
+                     f"Basic {TOKEN}", TOKEN, f"Bearer{TOKEN}", "Bearer", f"Token {TOKEN}"):
+            r = ask(auth)
+            assert r.status_code == 401, auth
+            assert r.headers["www-authenticate"] == "Bearer"
+            assert TOKEN not in r.text  # a refusal never echoes the secret
+        assert ask(f"bearer {TOKEN}").status_code == 200  # the scheme is case-insensitive
+        vote = {"question": Q_STAFF, "answer": "a", "vote": "useful"}
+        assert httpx.post(server.api("/api/feedback"), json=vote, timeout=10).status_code == 401
+        ok = httpx.post(server.api("/api/feedback"), json=vote, timeout=10,
+                        headers={"Authorization": f"Bearer {TOKEN}"})
+        assert ok.status_code == 200
+        assert httpx.get(server.api("/api/health"), timeout=10).status_code == 200
+
+
+def test_login_guards_gradio_api_too(shared_qa, run_app, tmp_path: Path) -> None:
+    with run_app(shared_qa, tmp_path, auth="staff:pa55word") as server:
+        r = httpx.post(server.api("/gradio_api/call/ask"), json={"data": [Q_STAFF, []]},
+                       timeout=10)
+        assert r.status_code == 401
+        assert httpx.get(server.api("/gradio_api/info"), timeout=10).status_code == 401
+
+
+# ---------------------------------------------------------------- no shell, no eval
+
+
+#: Modules that may start processes: command-line tools, with fixed argument lists.
+PROCESS_TOOLS = {"cli.py", "load.py", "bench.py"}
+FORBIDDEN_CALLS = {"eval", "exec", "compile", "__import__"}
+FORBIDDEN_ATTRS = {("os", "system"), ("os", "popen"), ("os", "execv"), ("os", "execvp"),
+                   ("os", "execve"), ("os", "spawnl"), ("os", "spawnv"), ("os", "posix_spawn"),
+                   ("pickle", "loads"), ("pickle", "load"), ("marshal", "loads")}
+
+
+def _modules() -> list[Path]:
+    found = sorted(PACKAGE.glob("*.py"))
+    assert {"webapp.py", "chain.py", "load.py"} <= {p.name for p in found}
+    return found
+
+
+@pytest.mark.parametrize("path", _modules(), ids=lambda p: p.name)
+def test_no_shell_eval_or_exec(path: Path) -> None:
+    tree = ast.parse(path.read_text("utf-8"), filename=str(path))
+    for node in ast.walk(tree):
+        where = f"{path.name}:{getattr(node, 'lineno', '?')}"
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""])
+            for name in names:
+                if name.split(".")[0] in ("subprocess", "pty", "pickle", "marshal"):
+                    assert path.name in PROCESS_TOOLS and name == "subprocess", where
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        if isinstance(func, ast.Name):
+            assert func.id not in FORBIDDEN_CALLS, where
+        if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name):
+            assert (func.value.id, func.attr) not in FORBIDDEN_ATTRS, where
+            if func.value.id == "subprocess":
+                # an argument list (a literal, or a variable holding one), never a
+                # command string, never through a shell
+                assert node.args and isinstance(node.args[0], ast.List | ast.Name), where
+                assert all(k.arg != "shell" for k in node.keywords), where
