@@ -15,8 +15,6 @@ import contextlib
 import dataclasses
 import os
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -50,46 +48,19 @@ class LiveServer:
         return self.url.rstrip("/") + path
 
 
-def _drain(stream, sink: list[str], ready: threading.Event) -> None:
-    # Read in a thread: the server must never block on a full pipe, and the test must
-    # not block on a server that prints nothing.
-    for line in stream:
-        sink.append(line)
-        if line.startswith("ready at "):
-            ready.set()
-
-
 @contextlib.contextmanager
 def run_app_subprocess(tmp: Path, env: dict[str, str] | None = None) -> Iterator[LiveServer]:
-    """`python app.py` on a free port; yields once it printed "ready at"."""
-    port = free_port()
+    """`python app.py` on a free port (planqa.load starts it); yields once it printed
+    "ready at", with its feedback log in `tmp`."""
+    from planqa.load import start_server
+
     log = tmp / "feedback.jsonl"
-    full_env = {**os.environ, "PLANQA_FEEDBACK_LOG": str(log), "PYTHONUNBUFFERED": "1",
-                "GRADIO_ANALYTICS_ENABLED": "False", **(env or {})}
-    # flags win over env: the test must not depend on the machine's PLANQA_HOST/PORT
-    proc = subprocess.Popen(
-        [sys.executable, str(REPO / "app.py"), "--host", "127.0.0.1", "--port", str(port)],
-        cwd=REPO, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    output: list[str] = []
-    ready = threading.Event()
-    threading.Thread(target=_drain, args=(proc.stdout, output, ready), daemon=True).start()
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while not ready.wait(0.2):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("app.py did not become ready:\n" + "".join(output[-60:]))
-        ready_line = next(x for x in output if x.startswith("ready at ")).strip()
-        server = LiveServer(url=f"http://127.0.0.1:{port}/", feedback_log=log, output=output)
-        assert ready_line.startswith(f"ready at http://127.0.0.1:{port}/"), ready_line
-        yield server
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+    extra = {"PLANQA_FEEDBACK_LOG": str(log), "GRADIO_ANALYTICS_ENABLED": "False",
+             **(env or {})}
+    with start_server(env=extra, timeout=STARTUP_TIMEOUT) as srv:
+        ready_line = next(x for x in srv.output if x.startswith("ready at ")).strip()
+        assert ready_line.startswith(f"ready at {srv.url}/"), ready_line
+        yield LiveServer(url=srv.url + "/", feedback_log=log, output=srv.output)
 
 
 @contextlib.contextmanager
