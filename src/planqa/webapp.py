@@ -212,11 +212,6 @@ def _citation_pairs(plan: Plan, cite: dict[str, Any], traditional: bool
     return out, pairs
 
 
-def convert_citation(plan: Plan, cite: dict[str, Any], traditional: bool) -> dict[str, Any]:
-    """A citation in the other script, with the plan's own wording (not a re-conversion)."""
-    return _citation_pairs(plan, cite, traditional)[0]
-
-
 def convert_answer(plan: Plan, answer: dict[str, Any], traditional: bool) -> dict[str, Any]:
     """A stored answer dict re-expressed in the other script, without asking again.
 
