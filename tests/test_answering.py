@@ -154,3 +154,23 @@ def test_sentence_must_hold_the_asked_fact():
     # "before the reform" needs a sentence that states an earlier value
     assert not sentence_answers("改革前事业编制有多少名？", s)
     assert sentence_answers("目前的比例是多少？", "比例由目前的58%提高至65%左右。")
+
+
+def _hit(passage, scores):
+    from planqa.retrieval import Hit
+
+    return Hit(passage, 1.0, passage.sentences_simplified[0], 0, 0.9, 0.5,
+               sentence_scores=tuple(scores))
+
+
+def test_a_figure_must_stand_in_a_sentence_about_the_question(plan):
+    from planqa.answering import pick_sentences
+
+    clause = plan.clause("二", "1")
+    # Sentence 4 holds "任期一届" (a date-like figure), sentence 1 is about the congress.
+    assert "一届" in clause.sentences_simplified[4]
+    asked = normalize_query("中国科协下一届全国代表大会定在哪一年召开？")
+    far = [0.2, 1.0, 0.5, 0.3, 0.6]
+    assert pick_sentences(_hit(clause, far), asked) == []
+    near = [0.2, 1.0, 0.5, 0.3, 0.9]
+    assert 4 in pick_sentences(_hit(clause, near), asked)
