@@ -39,6 +39,7 @@ test: setup browser-deps
 
 eval: setup
 	$(PY) -m planqa eval
+	$(PY) -m planqa eval --set eval/heldout.jsonl
 
 index: setup
 	$(PY) -m planqa index

@@ -5,7 +5,15 @@ from pathlib import Path
 
 import pytest
 
-from planqa.evaluation import GATES, check_gates, format_report, load_cases, run_eval
+from planqa.evaluation import (
+    GATES,
+    HELDOUT_GATES,
+    HELDOUT_SET,
+    check_gates,
+    format_report,
+    load_cases,
+    run_eval,
+)
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 
@@ -48,3 +56,27 @@ def test_gates_can_fail():
            "answers": {"citation@1": 0.5, "fact_recall": 0.5, "refusal_recall": 0.5,
                        "false_refusal_rate": 0.5, "verbatim": 0.5}}
     assert len(check_gates(bad)) == len(GATES)
+
+
+@pytest.fixture(scope="module")
+def heldout_report(qa):
+    r = run_eval(qa, load_cases(HELDOUT_SET))
+    (ARTIFACTS / "eval-heldout.md").parent.mkdir(exist_ok=True)
+    (ARTIFACTS / "eval-heldout.md").write_text(format_report(r), encoding="utf-8")
+    return r
+
+
+def test_heldout_set_shape():
+    cases = load_cases(HELDOUT_SET)
+    assert sum(c.kind == "out_of_scope" for c in cases) >= 20
+    assert sum(c.kind == "paraphrase" for c in cases) >= 30
+    # Independent of the main set. Two writers may land on the same obvious question
+    # (both asked about membership fees), but not on more than a couple.
+    main = {t.question for c in load_cases() for t in c.turns}
+    assert len(main & {t.question for c in cases for t in c.turns}) <= 2
+
+
+def test_heldout_meets_its_gates(heldout_report):
+    print("\n" + format_report(heldout_report))
+    assert check_gates(heldout_report, HELDOUT_GATES) == [], format_report(heldout_report)
+    assert heldout_report["answers"]["verbatim"] == 1.0

@@ -118,7 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=_cmd_ask)
     sub.add_parser("chat", help="terminal conversation").set_defaults(fn=_cmd_chat)
     p = sub.add_parser("eval", help="evaluate on the eval set")
-    p.add_argument("--set", help="JSONL eval set (default eval/qa.jsonl)")
+    p.add_argument("--set", help="JSONL eval set (default eval/qa.jsonl; eval/heldout.jsonl "
+                   "is the held-out set)")
     p.add_argument("--gate", action="store_true", help="exit 1 below the thresholds")
     p.add_argument("--out", help="write the report as JSON here")
     p.set_defaults(fn=_cmd_eval)

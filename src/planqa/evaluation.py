@@ -23,6 +23,9 @@ from planqa.retrieval import Hit
 from planqa.text import to_simplified
 
 DEFAULT_SET = Path(__file__).resolve().parents[2] / "eval" / "qa.jsonl"
+#: Written apart from the system by someone who saw only the plan (see eval/README.md):
+#: what planqa scores on questions nobody tuned it on.
+HELDOUT_SET = DEFAULT_SET.with_name("heldout.jsonl")
 OUT_OF_SCOPE, MULTITURN, WHOLE_DOCUMENT = "out_of_scope", "multiturn", "*"
 
 ABLATIONS = {
@@ -42,6 +45,22 @@ GATES = {
     "answers.false_refusal_rate": 0.03,  # at most; measured 0.020
     "answers.verbatim": 1.0,  # measured 1.0: every quote stands in the plan
 }
+#: The held-out set is smaller (68 in-scope, 20 out-of-scope questions: one question is
+#: 0.015 or 0.05), so its margins are wider. Measured figures in the comments.
+HELDOUT_GATES = {
+    "retrieval.hit@1": 0.85,  # measured 0.868
+    "retrieval.hit@3": 0.98,  # measured 1.000
+    "answers.citation@1": 0.83,  # measured 0.853
+    "answers.fact_recall": 0.78,  # measured 0.809
+    "answers.refusal_recall": 0.70,  # measured 0.750
+    "answers.false_refusal_rate": 0.05,  # at most; measured 0.029
+    "answers.verbatim": 1.0,
+}
+
+
+def gates_for(path: Path | None) -> dict[str, float]:
+    """The gates of an eval set: the held-out set has its own, any other set the main ones."""
+    return HELDOUT_GATES if path is not None and path.name == HELDOUT_SET.name else GATES
 
 
 @dataclass(frozen=True)
@@ -207,10 +226,11 @@ def run_eval(qa, cases: list[Case]) -> dict:
     return report
 
 
-def check_gates(report: dict) -> list[str]:
-    """Human-readable failures of the report against GATES (empty when all pass)."""
+def check_gates(report: dict, gates: dict[str, float] | None = None) -> list[str]:
+    """Human-readable failures of the report against `gates` (default GATES; empty
+    when all pass)."""
     failed = []
-    for key, bound in GATES.items():
+    for key, bound in (gates or GATES).items():
         group, metric = key.split(".", 1)
         value = report[group].get(metric)
         at_most = metric == "false_refusal_rate"
@@ -268,7 +288,7 @@ def main(settings: Settings, path: Path | None = None, *, gate: bool = False,
     print(format_report(report))
     if out:
         out.write_text(json.dumps(report, ensure_ascii=False, indent=1), encoding="utf-8")
-    failed = check_gates(report)
+    failed = check_gates(report, gates_for(path))
     if failed:
         print("\nbelow the gate: " + "; ".join(failed))
     return 1 if (gate and failed) else 0
