@@ -97,6 +97,18 @@ class PlanEmbeddings(Embeddings):
         )
         return np.ascontiguousarray(vecs, dtype=np.float32)
 
+    def prefault(self) -> int:
+        """Read every weight once so the pages of a memory-mapped model are resident
+        now rather than faulted in by later queries. Returns the bytes read."""
+        import torch
+
+        total = 0
+        with torch.no_grad():
+            for p in self.model.parameters():
+                float(p.detach().sum())
+                total += p.numel() * p.element_size()
+        return total
+
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         return self.encode_passages(texts).tolist()
 

@@ -543,6 +543,9 @@ class ChatService:
             return
         self.startup_error = None
         searcher = self.qa.searcher
+        if self.settings.prefault_model and hasattr(searcher.embeddings, "prefault"):
+            mb = searcher.embeddings.prefault() / 2**20
+            logger.info("model weights resident (%.0f MB read)", mb)
         if not isinstance(searcher.embeddings, QueryBatcher):  # a shared qa: wrap once
             searcher.embeddings = QueryBatcher(searcher.embeddings)
         logger.info("model and index loaded in %.1f s", time.perf_counter() - t0)
