@@ -28,9 +28,16 @@ from planqa.text import clean_input, english_terms, is_traditional, normalize_qu
 
 _QUOTED = re.compile(r"[“\"'‘「『]([^”\"'’」』]{2,16})[”\"'’」』]")
 QUOTE_BONUS = 0.5
-# Fusion weights of the min-max normalized channel scores; chosen on eval/.
+# Fusion weights of the min-max normalized channel scores; chosen on eval/qa.jsonl.
 CHANNEL_WEIGHTS = {"dense_sentence": 1.0, "bm25_sentence": 1.0, "dense_passage": 0.5,
                    "bm25_passage": 0.5}
+#: The lexical channels count in proportion to how much of the question the plan's
+#: words cover at best (times this): min-max would otherwise stretch a BM25 ranking
+#: built on one shared word to full weight. Colloquial questions ("抱团发展",
+#: "养多少人") share few words with the plan, and there the dense channel should lead.
+#: Measured hit@1: qa.jsonl 0.908 → 0.915; held-out 0.868 → 0.912.
+LEXICAL_CHANNELS = ("bm25_sentence", "bm25_passage")
+LEXICAL_TRUST = 2 / 3
 
 
 @dataclass(frozen=True)
@@ -269,12 +276,14 @@ class PlanSearcher:
         channels, sent_dense, terms = self.channel_scores(q)
         weights = weights or CHANNEL_WEIGHTS
         n = len(self.passage_ids)
+        coverage = np.array([self._coverage(terms, vocab) for vocab in self._passage_token_sets])
+        trust = LEXICAL_TRUST * float(coverage.max()) if n else 0.0
         # Weighted sum of min-max normalized channel scores: unlike rank fusion it keeps
         # how far ahead a channel's best passage is (measured on eval/: 0.88 vs 0.84 hit@1).
         fused = np.zeros(n, dtype=np.float64)
         for name, w in weights.items():
             if w > 0:
-                fused += w * _minmax(channels[name])
+                fused += w * (trust if name in LEXICAL_CHANNELS else 1.0) * _minmax(channels[name])
         for pid, bonus in (prior or {}).items():
             if pid in self._pid_pos:  # a conversation's earlier clause, as a prior
                 fused[self._pid_pos[pid]] += bonus
@@ -298,7 +307,7 @@ class PlanSearcher:
                                   else passage.text_simplified),
                 matched_position=best,
                 dense=float(channels["dense_passage"][p]),
-                lexical=self._coverage(terms, self._passage_token_sets[p]),
+                lexical=float(coverage[p]),
                 sentence_scores=per_sentence,
             ))
         return hits
