@@ -174,3 +174,15 @@ def test_a_figure_must_stand_in_a_sentence_about_the_question(plan):
     assert pick_sentences(_hit(clause, far), asked) == []
     near = [0.2, 1.0, 0.5, 0.3, 0.9]
     assert 4 in pick_sentences(_hit(clause, near), asked)
+
+
+def test_a_question_about_a_whole_clause_gets_all_its_measures(qa, plan):
+    """Asked in the words of a clause's heading, the answer is the whole clause, not the
+    heading and one sentence of it."""
+    a = qa.ask("学会的党建工作机制要怎么改？")
+    clause = plan.clause("五", "1")
+    assert a.found and a.citations[0].ref == "五、1"
+    assert all(s in a.text for s in clause.sentences_simplified)
+    # A specific question still gets its one sentence.
+    b = qa.ask("事业编制要精简到多少名？")
+    assert len(b.citations[0].highlights) == 1

@@ -43,6 +43,7 @@ TYPES: tuple[AnswerType, ...] = (
                           r"教授|部长)")),
     AnswerType("money",
                re.compile(r"预算|经费(?:是|有)?多少|多少钱|资金(?:是|有)?多少|金额|工资|薪|资本|"
+                          r"多少\w{0,4}(?:经费|资金)|"
                           r"会费|补贴|津贴|奖金|拨款|费用是?多少|"
                           r"\b(?:budget|salary|how much money|funding|fee|allowance|capital)\b",
                           re.I),

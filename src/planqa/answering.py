@@ -157,17 +157,24 @@ class Calibration:
     minimizing 3 × (out-of-scope answered) + (in-scope refused); e5 cosines sit high
     (0.75–0.95), so the thresholds are close together."""
 
-    strong_dense: float = 0.89  # this similar: on topic whatever the wording
+    strong_dense: float = 0.895  # this similar: on topic whatever the wording
     min_dense: float = 0.85  # this similar, and sharing
-    min_lexical: float = 0.20  # this share of the question's (IDF-weighted) terms
+    min_lexical: float = 0.175  # this share of the question's (IDF-weighted) terms
 
 
 DEFAULT_CALIBRATION = Calibration()
 
 
-def answerable(hit: Hit, cal: Calibration = DEFAULT_CALIBRATION) -> bool:
-    """Is the best passage about the question at all? (Exact references always are.)"""
-    if hit.exact_ref or hit.dense >= cal.strong_dense:
+def answerable(hit: Hit, cal: Calibration = DEFAULT_CALIBRATION, *,
+               factoid: bool = False) -> bool:
+    """Is the best passage about the question at all? (Exact references always are.)
+
+    A factoid question (a figure, a date, a name) always needs shared words too: a
+    figure from a clause that is merely similar in tone ("学会秘书长任期几年" against
+    the 挂职 cadres' "不少于两年") would read as the plan's answer."""
+    if hit.exact_ref:
+        return True
+    if hit.dense >= cal.strong_dense and not factoid:
         return True
     return hit.dense >= cal.min_dense and hit.lexical >= cal.min_lexical
 
@@ -217,8 +224,14 @@ def pick_sentences(hit: Hit, asked: str, max_sentences: int = 3) -> list[int]:
         order.insert(0, typed[0])
         max_sentences = 2  # a figure is one sentence; keep the answer short
     best = order[0]
-    chosen = [best]
     clause = hit.passage.kind == "clause"
+    # The clause's heading matches best: the question is about the clause as a whole
+    # ("怎样扩大学会党组织的覆盖面？"), and its answer is every measure the clause lists,
+    # not the heading and one of them (eval fact recall: 0.895 → 0.908, held-out
+    # 0.846 → 0.860).
+    if clause and best == 0 and expected_type(asked) is None:
+        return list(range(len(sentences)))
+    chosen = [best]
     # A clause's first sentence is only its heading, and for "what is X" questions its
     # first body sentence says what the clause is about.
     if clause and len(sentences) > 1 and (best == 0 or _OVERVIEW.search(asked)):
@@ -371,7 +384,7 @@ def compose(question: str, hits: list[Hit], plan: Plan, *, traditional: bool,
     if not hits:
         return refusal(hits, traditional)
     top = hits[0]
-    if not answerable(top, cal) or not any(
+    if not answerable(top, cal, factoid=expected_type(asked_n) is not None) or not any(
             sentence_answers(asked_n, x) for x in top.passage.sentences_simplified):
         return refusal(hits, traditional)
     if _WHICH_SECTION.search(normalize_query(question)) and top.passage.section in _SECTION_ORDINAL:
