@@ -37,23 +37,23 @@ ABLATIONS = {
 #: closing notes / bench/report.md) less about one question's worth of margin, so a
 #: regression of two questions fails CI while float noise across machines does not.
 GATES = {
-    "retrieval.hit@1": 0.90,  # measured 0.908
-    "retrieval.hit@3": 0.95,  # measured 0.957
-    "answers.citation@1": 0.91,  # measured 0.919
-    "answers.fact_recall": 0.88,  # measured 0.891
-    "answers.refusal_recall": 0.93,  # measured 0.950
-    "answers.false_refusal_rate": 0.03,  # at most; measured 0.020
+    "retrieval.hit@1": 0.90,  # measured 0.915
+    "retrieval.hit@3": 0.95,  # measured 0.965
+    "answers.citation@1": 0.92,  # measured 0.929
+    "answers.fact_recall": 0.90,  # measured 0.908
+    "answers.refusal_recall": 0.925,  # measured 0.950 (one of 40 is 0.025)
+    "answers.false_refusal_rate": 0.02,  # at most; measured 0.010
     "answers.verbatim": 1.0,  # measured 1.0: every quote stands in the plan
 }
 #: The held-out set is smaller (68 in-scope, 20 out-of-scope questions: one question is
 #: 0.015 or 0.05), so its margins are wider. Measured figures in the comments.
 HELDOUT_GATES = {
-    "retrieval.hit@1": 0.85,  # measured 0.868
-    "retrieval.hit@3": 0.98,  # measured 1.000
-    "answers.citation@1": 0.83,  # measured 0.853
-    "answers.fact_recall": 0.78,  # measured 0.809
+    "retrieval.hit@1": 0.89,  # measured 0.912
+    "retrieval.hit@3": 0.95,  # measured 0.971
+    "answers.citation@1": 0.88,  # measured 0.897
+    "answers.fact_recall": 0.84,  # measured 0.860
     "answers.refusal_recall": 0.70,  # measured 0.750
-    "answers.false_refusal_rate": 0.05,  # at most; measured 0.029
+    "answers.false_refusal_rate": 0.03,  # at most; measured 0.015
     "answers.verbatim": 1.0,
 }
 
