@@ -153,7 +153,7 @@ def make_citation(p: Passage, positions: list[int], traditional: bool,
 
 @dataclass(frozen=True)
 class Calibration:
-    """When the best passage counts as "about the question". Fitted on eval/ by
+    """When the best passage counts as "about the question". Fitted on eval/qa.jsonl by
     minimizing 3 × (out-of-scope answered) + (in-scope refused); e5 cosines sit high
     (0.75–0.95), so the thresholds are close together."""
 

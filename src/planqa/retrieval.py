@@ -198,7 +198,7 @@ class PlanSearcher:
         """The k best passages for the question, best first, one per passage.
 
         `prior` adds weight to passages by id, e.g. the clause a conversation was
-        about; 1.0 equals one channel's whole range (the fused score spans 0..3)."""
+        about; 1.0 equals one channel's whole range (the fused score spans 0..2.5)."""
         q = self.prepare(question)
         scored = self._score_all(q, prior=prior)
         ref = parse_reference(q)
