@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -24,16 +23,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from planqa.load import free_port
+
 REPO = Path(__file__).resolve().parent.parent
 #: Loading the model and the index on a cold CI machine can take a while.
 STARTUP_TIMEOUT = float(os.environ.get("PLANQA_TEST_STARTUP_TIMEOUT", "240"))
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nobody listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

@@ -79,7 +79,8 @@ def _cpu_seconds(pid: int) -> float | None:
         return None
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nobody listens on right now."""
     import socket
 
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -109,7 +110,7 @@ def start_server(port: int = 0, env: dict[str, str] | None = None,
                  timeout: float = STARTUP_TIMEOUT) -> Iterator[Server]:
     """`python app.py --host 127.0.0.1 --port N` (N free when 0); yields once it printed
     "ready at", stops it on exit. The argument list is fixed: no shell is involved."""
-    port = port or _free_port()
+    port = port or free_port()
     with tempfile.TemporaryDirectory(prefix="planqa-load-") as tmp:
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1",
                     # the run must not add lines to the staff's real feedback log
