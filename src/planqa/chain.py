@@ -18,6 +18,7 @@ from planqa.answering import DEFAULT_CALIBRATION, Answer, Calibration, compose
 from planqa.config import Settings
 from planqa.conversation import Resolved, resolve
 from planqa.corpus import Plan
+from planqa.errors import InvalidQuestion
 from planqa.retrieval import PlanSearcher, load_searcher
 from planqa.text import clean_input, has_cjk, is_traditional
 
@@ -149,11 +150,11 @@ class PlanQA:
 
         `script` forces "simplified" or "traditional"; by default the answer follows the
         question's script (English questions get Simplified Chinese).
-        Raises ValueError for an empty question or a malformed history."""
+        Raises InvalidQuestion (a ValueError) for an empty question or a malformed history."""
         if not isinstance(question, str):
-            raise ValueError("question must be a string")
+            raise InvalidQuestion("question must be a string")
         if script not in (None, "simplified", "traditional"):
-            raise ValueError("script must be 'simplified' or 'traditional'")
+            raise InvalidQuestion("script must be 'simplified' or 'traditional'")
         history = _check_history(history)
         return self.chain.invoke({"question": question, "history": history, "script": script})
 
@@ -176,12 +177,12 @@ def _check_history(history: Any) -> list[tuple[str, str]]:
     if history is None:
         return []
     if not isinstance(history, list | tuple):
-        raise ValueError("history must be a list of [question, answer] pairs")
+        raise InvalidQuestion("history must be a list of [question, answer] pairs")
     out = []
     for turn in history:
         if (not isinstance(turn, list | tuple) or len(turn) != 2
                 or not all(isinstance(x, str) for x in turn)):
-            raise ValueError("history must be a list of [question, answer] pairs of strings")
+            raise InvalidQuestion("history must be a list of [question, answer] pairs of strings")
         # Only a turn's question and its closing 出处 line matter for a follow-up; clipping
         # keeps a megabyte-long turn from costing seconds.
         out.append((turn[0][:_MAX_TURN_CHARS], turn[1][-_MAX_TURN_CHARS:]))

@@ -24,15 +24,12 @@ import numpy as np
 
 from planqa.corpus import Plan
 from planqa.embeddings import PlanEmbeddings
+from planqa.errors import IndexUnavailable
 
 REBUILD_HINT = "run `make index` (or `planqa index`) to rebuild it"
 #: Bump when the way units are cut or embedded changes: old indexes become stale.
 UNIT_SCHEME = "sentence+window50+passage/v2"
 INDEX_FILE, UNITS_FILE, MANIFEST_FILE = "plan.faiss", "units.json", "manifest.json"
-
-
-class IndexUnavailable(RuntimeError):
-    """The index cannot be served; the message says why and how to rebuild it."""
 
 
 @dataclass(frozen=True)

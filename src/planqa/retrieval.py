@@ -23,6 +23,7 @@ from rank_bm25 import BM25Okapi
 from planqa.config import Settings
 from planqa.corpus import Passage, Plan
 from planqa.embeddings import PlanEmbeddings
+from planqa.errors import InvalidQuestion
 from planqa.index import PlanIndex, Unit
 from planqa.text import clean_input, english_terms, is_traditional, normalize_query, tokenize
 
@@ -185,12 +186,12 @@ class PlanSearcher:
     # -- public ------------------------------------------------------------
 
     def prepare(self, question: str) -> str:
-        """Validate and normalize a question; raise ValueError if there is nothing to ask."""
+        """Validate and normalize a question; raise InvalidQuestion if it is empty."""
         if not isinstance(question, str):
-            raise ValueError("question must be a string")
+            raise InvalidQuestion("question must be a string")
         cleaned = clean_input(question[: self.max_question_chars * 2])[: self.max_question_chars]
         if not cleaned:
-            raise ValueError("问题为空：请输入一个问题。(The question is empty.)")
+            raise InvalidQuestion("问题为空：请输入一个问题。(The question is empty.)")
         return cleaned
 
     def search(self, question: str, k: int = 5,
@@ -417,7 +418,7 @@ def load_retriever(k: int = 5, settings: Settings | None = None) -> PlanRetrieve
 
     Raises `planqa.index.IndexUnavailable` if the index is missing or stale."""
     if k < 1:
-        raise ValueError("k must be at least 1")
+        raise InvalidQuestion("k must be at least 1")
     return PlanRetriever(searcher=load_searcher(settings), k=k)
 
 
