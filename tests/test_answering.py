@@ -3,7 +3,8 @@
 import pytest
 
 from planqa.answer_type import expected_type, sentence_answers
-from planqa.answering import LIST, PLAIN, STRUCTURE, classify, enumerate_items
+from planqa.answering import enumerate_items
+from planqa.query import LIST, PLAIN, STRUCTURE, classify
 from planqa.text import normalize_query, to_simplified
 
 

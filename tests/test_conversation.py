@@ -2,7 +2,8 @@
 
 import pytest
 
-from planqa.conversation import cited_passages, follow_up_kind, resolve
+from planqa.conversation import follow_up_kind, resolve
+from planqa.refs import cited_passages
 
 
 def test_cited_passages_are_read_back_from_the_source_line(plan):

@@ -4,7 +4,8 @@ import pytest
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 
-from planqa.retrieval import PlanRetriever, Reference, parse_reference
+from planqa.refs import Reference, parse_reference
+from planqa.retrieval import PlanRetriever
 
 METADATA = {"section", "section_title", "clause", "ref", "heading", "score", "matched_sentence"}
 

@@ -12,9 +12,11 @@ import re
 from dataclasses import asdict, dataclass, field
 
 from planqa.answer_type import expected_type, sentence_answers
-from planqa.corpus import PREAMBLE, Passage, Plan
-from planqa.retrieval import LAST, Hit, Reference, parse_reference
-from planqa.text import normalize_query, to_traditional
+from planqa.corpus import Passage, Plan
+from planqa.query import LIST, STRUCTURE, Query, classify, parse_query
+from planqa.refs import PREAMBLE, locate, section_ordinal, source_line
+from planqa.retrieval import Hit
+from planqa.text import to_traditional
 
 
 @dataclass(frozen=True)
@@ -69,64 +71,11 @@ class Answer:
 
 
 
-# ---------------------------------------------------------------- question kinds
-
-STRUCTURE, LIST, PLAIN = "structure", "list", "plain"
-
-_DOC_STRUCTURE = re.compile(
-    r"(分为|分成|包括|包含|有)(哪|几)(几|个|些)?(个)?(部分|方面|板块|章)|几个部分|哪几部分|"
-    r"(整体|总体|文件|方案的?|大)(结构|框架|目录|提纲)|每(个)?部分|各(个)?部分|"
-    r"\b(structure|outline|sections? (?:does|are))\b|how many (?:parts|sections)", re.I)
-_SECTION_ABOUT = re.compile(r"(讲|说|写|涉及|包括|包含|有)(了)?(什么|啥|哪些|些什么)|主要内容|"
-                            r"是关于什么|\bwhat (?:is|does).*(?:about|cover|say)", re.I)
-_LIST = re.compile(r"哪些|哪几|哪[两三四五六七八九十\d]+(个|项|条|种|方面)|有几(个|项|条|种|方面)|"
-                   r"包括什么|包含什么|分别是|列举|几个方面|"
-                   r"\b(what are|which|list)\b", re.I)
-def classify(question: str) -> str:
-    """What shape of answer a question wants: the document's structure, a list, or plain."""
-    q = normalize_query(question)
-    if _DOC_STRUCTURE.search(q):
-        return STRUCTURE
-    if _LIST.search(q):
-        return LIST
-    return PLAIN
-
-
 # ---------------------------------------------------------------- wording
-
-_SECTION_ORDINAL = {"一": "第一部分", "二": "第二部分", "三": "第三部分", "四": "第四部分",
-                    "五": "第五部分", "六": "第六部分", "七": "第七部分", "八": "第八部分",
-                    "九": "第九部分", "十": "第十部分"}
-
 
 def _w(text: str, traditional: bool) -> str:
     """planqa's own words in the answer's script."""
     return to_traditional(text) if traditional else text
-
-
-def locate(p: Passage) -> str:
-    """Where a passage stands, in words: 第二部分第2条 / 第三部分导语 / 前言."""
-    if p.section == PREAMBLE:
-        return "前言"
-    sec = _SECTION_ORDINAL.get(p.section, f"第{p.section}部分")
-    if p.clause:
-        return f"{sec}第{p.clause}条"
-    return f"{sec}导语" if p.kind == "lead" else f"{sec}标题"
-
-
-def source_line(p: Passage, traditional: bool) -> str:
-    """（出处：第二部分“section title”第2条“clause heading”）"""
-    shown = p.in_script(traditional)
-    if p.section == PREAMBLE:
-        body = _w("前言（第一部分之前）", traditional)
-    else:
-        sec = _w(_SECTION_ORDINAL.get(p.section, p.section), traditional)
-        body = f"{sec}“{shown['section_title']}”"
-        if p.clause:
-            body += _w(f"第{p.clause}条", traditional) + f"“{shown['heading']}”"
-        elif p.kind == "lead":
-            body += _w("导语", traditional)
-    return f"（{_w('出处', traditional)}：{body}）"
 
 
 def citation_title(p: Passage, traditional: bool) -> str:
@@ -324,7 +273,7 @@ def _section_answer(plan: Plan, number: str, traditional: bool) -> Answer:
     assert sec is not None
     anchor = _section_anchor(plan, number)
     title = sec.title if traditional else sec.title_simplified
-    lines = [_w(_SECTION_ORDINAL[number], traditional) + f"“{title}”"
+    lines = [_w(section_ordinal(number), traditional) + f"“{title}”"
              + _w(f"共{len(sec.clauses)}条：", traditional)]
     lines += [f"{c.clause}. {c.in_script(traditional)['heading']}" for c in sec.clauses]
     if sec.lead:
@@ -348,7 +297,7 @@ def _which_section_answer(plan: Plan, top: Hit, traditional: bool) -> Answer:
     title = sec.title if traditional else sec.title_simplified
     positions = pick_sentences(top, "") or [0]
     quoted = [p.in_script(traditional)["sentences"][i] for i in positions]  # type: ignore[index]
-    lines = [_w(f"这方面的内容在方案{_SECTION_ORDINAL[p.section]}", traditional) + f"“{title}”"
+    lines = [_w(f"这方面的内容在方案{section_ordinal(p.section)}", traditional) + f"“{title}”"
              + (_w(f"第{p.clause}条：", traditional) if p.clause else "：")]
     lines += [_quote_block(quoted), source_line(p, traditional)]
     return Answer(text="\n".join(lines), found=True,
@@ -356,27 +305,27 @@ def _which_section_answer(plan: Plan, top: Hit, traditional: bool) -> Answer:
                   traditional=traditional)
 
 
-def compose(question: str, hits: list[Hit], plan: Plan, *, traditional: bool,
-            asked: str = "", cal: Calibration = DEFAULT_CALIBRATION) -> Answer:
+def compose(question: str | Query, hits: list[Hit], plan: Plan, *, traditional: bool,
+            asked: str | Query = "", cal: Calibration = DEFAULT_CALIBRATION) -> Answer:
     """The extractive answer to `question` from ranked `hits` (best first).
 
     `asked` is the user's own words when `question` was rewritten from a follow-up;
     the kind of fact asked for is read from it first."""
-    kind = classify(question)
-    asked_n = normalize_query(asked or question)
-    if expected_type(asked_n) is None:
-        asked_n = normalize_query(question)
-    ref = parse_reference(question)
-    if ref and ref.section == LAST and plan.sections:
-        ref = Reference(plan.sections[-1].number, ref.clause)
+    q = parse_query(question)
+    asked_q = parse_query(asked) if asked else q
+    if asked_q.answer_type is None:
+        asked_q = q
+    asked_n = asked_q.simplified
+    kind = q.shape
+    ref = q.reference.resolved(plan) if q.reference else None
     if ref and plan.section(ref.section) is None:
         return refusal(hits, traditional,
                        f"方案只有{len(plan.sections)}个部分（一至{plan.sections[-1].number}），"
-                       f"没有{_SECTION_ORDINAL.get(ref.section, ref.section)}。")
+                       f"没有{section_ordinal(ref.section)}。")
     if ref and ref.clause and plan.clause(ref.section, ref.clause) is None:
         n = len(plan.section(ref.section).clauses)  # type: ignore[union-attr]
         return refusal(hits, traditional,
-                       f"方案{_SECTION_ORDINAL[ref.section]}只有{n}条，没有第{ref.clause}条。")
+                       f"方案{section_ordinal(ref.section)}只有{n}条，没有第{ref.clause}条。")
     if ref and not ref.clause and hits and hits[0].exact_ref and hits[0].passage.clause == "":
         return _section_answer(plan, ref.section, traditional)
     if kind == STRUCTURE and not ref:
@@ -384,10 +333,10 @@ def compose(question: str, hits: list[Hit], plan: Plan, *, traditional: bool,
     if not hits:
         return refusal(hits, traditional)
     top = hits[0]
-    if not answerable(top, cal, factoid=expected_type(asked_n) is not None) or not any(
+    if not answerable(top, cal, factoid=asked_q.factoid) or not any(
             sentence_answers(asked_n, x) for x in top.passage.sentences_simplified):
         return refusal(hits, traditional)
-    if _WHICH_SECTION.search(normalize_query(question)) and top.passage.section in _SECTION_ORDINAL:
+    if _WHICH_SECTION.search(q.simplified) and top.passage.section != PREAMBLE:
         return _which_section_answer(plan, top, traditional)
 
     p = top.passage

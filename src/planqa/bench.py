@@ -302,14 +302,9 @@ def contains_all(evidence: str, facts: Iterable[str]) -> bool:
 def cites_gold(answer: Any, turn: Turn) -> bool:
     """The first citation names the gold section and clause (for the whole-document
     questions, gold "*", an answer citing the sections, as `planqa eval` counts it)."""
-    from planqa.evaluation import WHOLE_DOCUMENT
+    from planqa.evaluation import cites_gold as eval_cites_gold
 
-    if not answer.found or not answer.citations:
-        return False
-    if turn.section == WHOLE_DOCUMENT:
-        return len(answer.citations) >= 2
-    first = answer.citations[0]
-    return first.section == turn.section and first.clause == turn.clause
+    return eval_cites_gold(answer, turn)
 
 
 def evaluate_recipe(recipe: Recipe, singles: list[tuple[Case, Turn]],

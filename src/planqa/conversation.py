@@ -13,14 +13,9 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from planqa.corpus import Plan
-from planqa.retrieval import parse_reference
+from planqa.refs import cited_passages, cn_to_int, parse_reference
 from planqa.text import clean_input, normalize_query, tokenize
 
-_SECTION_WORD = {"第一部分": "一", "第二部分": "二", "第三部分": "三", "第四部分": "四",
-                 "第五部分": "五"}
-# 出处 line: 第二部分“…”第2条“…” (or a bare ref such as 二、2 written by an LLM).
-_CITED = re.compile(r"(第[一二三四五]部分)“[^”]*”(?:第(\d{1,2})条)?")
-_BARE_REF = re.compile(r"(?<![一二三四五六七八九十\d])([一二三四五])、(\d{1,2})(?!\d)")
 _LEADS = ("那么", "那", "还有", "另外", "再问", "又", "and ", "what about ", "how about ")
 # "这一条" points at the earlier clause; "它" at the earlier topic.
 _CLAUSE_ANAPHORA = re.compile(r"这一?条|该条|此条|这项规定|这一?项|这一?点|这部分|上述|上面|"
@@ -33,7 +28,6 @@ _QUESTION_WORDS = re.compile(r"什么时候|什么|怎么样|怎么|怎样|如�
                              r"是否|能否|有没有|是不是|请问|具体|一下|要|的|了|是")
 #: Prior weights, in units of one channel's full range (see PlanSearcher.search).
 PRIOR_CLAUSE, PRIOR_TOPIC = 1.0, 0.3
-_CN = {c: i for i, c in enumerate("一二三四五六七八九十", 1)}
 _CONTENT = re.compile(r"[^\W_]", re.UNICODE)
 
 
@@ -51,34 +45,6 @@ class Resolved:
     #: the new words of a follow-up ("全委会委员" in "那全委会委员呢？"): the answer must
     #: speak of them, not only of the earlier topic.
     focus: str = ""
-
-
-def cited_passages(answer: str, plan: Plan) -> list[str]:
-    """Passage ids an earlier answer cited, in order (from its 出处 line or bare refs)."""
-    ids: list[str] = []
-    text = normalize_query(answer)
-    for m in _CITED.finditer(text):
-        sec = _SECTION_WORD[m.group(1)]
-        pid = f"{sec}.{m.group(2)}" if m.group(2) else f"{sec}.lead"
-        if pid not in ids:
-            ids.append(pid)
-    for m in _BARE_REF.finditer(text):
-        pid = f"{m.group(1)}.{m.group(2)}"
-        if pid not in ids:
-            ids.append(pid)
-    return [pid for pid in ids if _exists(plan, pid)]
-
-
-def _exists(plan: Plan, pid: str) -> bool:
-    try:
-        plan.get(pid)
-    except KeyError:
-        return False
-    return True
-
-
-def _to_int(token: str) -> int:
-    return int(token) if token.isdigit() else _CN.get(token, 0)
 
 
 def _content_len(text: str) -> int:
@@ -132,7 +98,7 @@ def _resolve_one(question: str, previous: Resolved, previous_answer: str,
 
     m = _ORDINAL_ITEM.search(q)
     if m and cited:
-        n = _to_int(m.group(1))
+        n = cn_to_int(m.group(1)) or 0
         top = plan.get(cited[0])
         if top.items and 1 <= n <= len(top.items):
             # "第二个原则是什么意思" -> that item's heading, within the cited clause.

@@ -20,9 +20,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+from planqa.refs import PREAMBLE, make_ref
 from planqa.text import split_sentences, to_simplified
-
-PREAMBLE = "前言"
 
 _TONED = "āáǎàēéěèīíǐìōóǒòūúǔùǖǘǚǜü"
 # A pinyin syllable in parentheses right after a CJK character: 了(le), 區(qū), 作(zuò).
@@ -130,6 +129,9 @@ class Plan:
     def get(self, passage_id: str) -> Passage:
         return self._by_id[passage_id]
 
+    def has(self, passage_id: str) -> bool:
+        return passage_id in self._by_id
+
     def section(self, number: str) -> Section | None:
         return next((s for s in self.sections if s.number == number), None)
 
@@ -152,7 +154,7 @@ def _make_passage(
 ) -> Passage:
     text = "\n".join(paragraphs)
     sentences = tuple(s for p in paragraphs for s in split_sentences(p))
-    ref = PREAMBLE if section == PREAMBLE else (f"{section}、{clause}" if clause else section)
+    ref = make_ref(section, clause)
     return Passage(
         id=pid,
         kind=kind,

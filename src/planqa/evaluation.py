@@ -19,6 +19,7 @@ from pathlib import Path
 from planqa.answering import Answer
 from planqa.config import Settings
 from planqa.corpus import Plan
+from planqa.refs import make_ref
 from planqa.retrieval import Hit
 from planqa.text import to_simplified
 
@@ -26,7 +27,7 @@ DEFAULT_SET = Path(__file__).resolve().parents[2] / "eval" / "qa.jsonl"
 #: Written apart from the system by someone who saw only the plan (see eval/README.md):
 #: what planqa scores on questions nobody tuned it on.
 HELDOUT_SET = DEFAULT_SET.with_name("heldout.jsonl")
-OUT_OF_SCOPE, MULTITURN, WHOLE_DOCUMENT = "out_of_scope", "multiturn", "*"
+OUT_OF_SCOPE, MULTITURN, WHOLE_DOCUMENT, ROUNDUP = "out_of_scope", "multiturn", "*", "roundup"
 
 ABLATIONS = {
     "bm25": {"bm25_sentence": 1.0, "bm25_passage": 0.5},
@@ -65,14 +66,20 @@ def gates_for(path: Path | None) -> dict[str, float]:
 
 @dataclass(frozen=True)
 class Turn:
+    """One question and its gold: every ref an expert accepts, best first (all of
+    them expected for a round-up), and the key facts a correct answer contains."""
+
     question: str
-    section: str
-    clause: str
+    refs: tuple[str, ...]  # "二、2", "二" (a section's title or lead), "前言", "*"; () = refuse
     facts: tuple[str, ...]
 
     @property
     def in_scope(self) -> bool:
-        return bool(self.section)
+        return bool(self.refs)
+
+    @property
+    def whole_document(self) -> bool:
+        return self.refs == (WHOLE_DOCUMENT,)
 
 
 @dataclass(frozen=True)
@@ -80,6 +87,17 @@ class Case:
     id: str
     kind: str
     turns: tuple[Turn, ...]
+    dialogue: bool = False  # turns lean on the earlier ones (no retrieval metrics)
+
+
+def _turn(row: dict) -> Turn:
+    # Two schemas: "refs" (a list, blind2) or one "section" + "clause" (qa, heldout).
+    if "refs" in row:
+        refs = tuple(row["refs"])
+    else:
+        section = row.get("section", "")
+        refs = (make_ref(section, row.get("clause", "")),) if section else ()
+    return Turn(row["question"], refs, tuple(row.get("facts", [])))
 
 
 def load_cases(path: Path | None = None) -> list[Case]:
@@ -89,21 +107,30 @@ def load_cases(path: Path | None = None) -> list[Case]:
         if not line.strip():
             continue
         row = json.loads(line)
-        raw_turns = row["turns"] if row["kind"] == MULTITURN else [row]
-        turns = tuple(Turn(t["question"], t.get("section", ""), t.get("clause", ""),
-                           tuple(t.get("facts", []))) for t in raw_turns)
+        dialogue = "turns" in row
+        turns = tuple(_turn(t) for t in (row["turns"] if dialogue else [row]))
         if not turns:
             raise ValueError(f"eval line {n}: no turns")
-        cases.append(Case(row["id"], row["kind"], turns))
+        cases.append(Case(row["id"], row["kind"], turns, dialogue))
     return cases
 
 
 def gold_rank(hits: list[Hit], turn: Turn, k: int = 5) -> int | None:
-    """1-based rank of the gold passage among the first k hits, or None."""
+    """1-based rank of the first accepted passage among the first k hits, or None."""
     for i, h in enumerate(hits[:k], 1):
-        if h.passage.section == turn.section and h.passage.clause == turn.clause:
+        if h.passage.ref in turn.refs:
             return i
     return None
+
+
+def cites_gold(answer: Answer, turn: Turn) -> bool:
+    """citation@1: the answer's first citation is an accepted ref (for a question about
+    the whole document, it cites at least two sections)."""
+    if not answer.found or not answer.citations:
+        return False
+    if turn.whole_document:
+        return len(answer.citations) >= 2
+    return answer.citations[0].ref in turn.refs
 
 
 @dataclass
@@ -146,17 +173,15 @@ def _retrieval(searcher, turn: Turn, groups: list[Tally]) -> None:
             g.add(f"{name}.mrr@5", 1.0 / r if r else 0.0)
 
 
-def _answer_metrics(answer: Answer, turn: Turn, plan: Plan, groups: list[Tally]) -> None:
+def _answer_metrics(answer: Answer, turn: Turn, plan: Plan, groups: list[Tally],
+                    kind: str = "") -> None:
     for g in groups:
         g.add("refused", float(not answer.found))
         if turn.in_scope:
-            first = answer.citations[0] if answer.found and answer.citations else None
-            if turn.section == WHOLE_DOCUMENT:
-                cited = bool(answer.found and len(answer.citations) >= 2)
-            else:
-                cited = bool(first and first.section == turn.section
-                             and first.clause == turn.clause)
-            g.add("citation@1", float(cited))
+            g.add("citation@1", float(cites_gold(answer, turn)))
+            if len(turn.refs) > 1 and kind == ROUNDUP:
+                cited = {c.ref for c in answer.citations} if answer.found else set()
+                g.add("ref_recall", len(cited & set(turn.refs)) / len(turn.refs))
             text = to_simplified(answer.text)
             if turn.facts:
                 g.add("fact_recall", sum(f in text for f in turn.facts) / len(turn.facts))
@@ -178,20 +203,19 @@ def run_eval(qa, cases: list[Case]) -> dict:
     for case in cases:
         history: list[tuple[str, str]] = []
         for i, turn in enumerate(case.turns):
-            kind = case.kind if case.kind != MULTITURN else MULTITURN
-            if case.kind != MULTITURN and turn.in_scope and turn.section != WHOLE_DOCUMENT:
+            kind = case.kind
+            if not case.dialogue and turn.in_scope and not turn.whole_document:
                 _retrieval(searcher, turn, [by_kind[kind], overall_r])
             t0 = time.perf_counter()
             answer = qa.ask(turn.question, history)
             latencies.append(time.perf_counter() - t0)
-            _answer_metrics(answer, turn, qa.plan, [by_kind[kind], overall_a])
+            _answer_metrics(answer, turn, qa.plan, [by_kind[kind], overall_a], kind)
             first = answer.citations[0].ref if answer.citations else "-"
-            gold = f"{turn.section}、{turn.clause}" if turn.clause else turn.section
-            wrong_ref = turn.in_scope and (not answer.found or (
-                turn.section != WHOLE_DOCUMENT and first != (gold or "-")))
+            wrong_ref = turn.in_scope and not cites_gold(answer, turn)
             if wrong_ref or (not turn.in_scope and answer.found):
                 failures.append({"id": f"{case.id}#{i + 1}", "question": turn.question,
-                                 "resolved": answer.question, "gold": gold or "(refuse)",
+                                 "resolved": answer.question,
+                                 "gold": " / ".join(turn.refs) or "(refuse)",
                                  "got": first if answer.found else "(refused)"})
             history.append((turn.question, answer.text))
     refused_total = overall_a.sums["refused"]

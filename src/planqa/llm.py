@@ -27,6 +27,15 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from planqa.answering import Answer, Citation, citation_title, make_citation
+from planqa.refs import (
+    CN_BIG_UNITS,
+    CN_NUMERAL_CHARS,
+    CN_SMALL_UNITS,
+    SECTION_CHARS,
+    bracket_citations,
+    cited_refs,
+    cn_to_int,
+)
 from planqa.text import to_simplified
 
 if TYPE_CHECKING:
@@ -101,83 +110,22 @@ def prompt_inputs(question: str, resolved_question: str, hits: Sequence[Hit],
 
 # ---------------------------------------------------------------- references
 
-_CN_NUMERAL = "零〇一二两兩三四五六七八九十百千万萬亿億"
-_SECTION_CN = "一二三四五六七八九十"
-_REF_IN_BRACKETS = re.compile(
-    rf"前言|第([{_SECTION_CN}]{{1,2}})部分(?:第(\d{{1,2}}|[{_SECTION_CN}]{{1,3}})[条條])?"
-    rf"|(?<![{_SECTION_CN}])([{_SECTION_CN}]{{1,2}})(?:\s*[、.．]\s*(\d{{1,2}}))?(?!\d)")
-_BRACKETS = re.compile(r"[\[【［]([^\[\]【】［］\n]{1,60})[\]】］]")
-_CN_DIGIT = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "兩": 2, "三": 3, "四": 4, "五": 5,
-             "六": 6, "七": 7, "八": 8, "九": 9}
-_CN_SMALL_UNIT = {"十": 10, "百": 100, "千": 1000}
-_CN_BIG_UNIT = {"万": 10_000, "萬": 10_000, "亿": 100_000_000, "億": 100_000_000}
-
-
-def _cn_int(token: str) -> int:
-    """A Chinese numeral as an int: 十八 → 18, 一千一百二十 → 1120, 两 → 2."""
-    total = section = digit = 0
-    for ch in token:
-        if ch in _CN_DIGIT:
-            digit = _CN_DIGIT[ch]
-        elif ch in _CN_SMALL_UNIT:
-            section += (digit or 1) * _CN_SMALL_UNIT[ch]
-            digit = 0
-        elif ch in _CN_BIG_UNIT:
-            total = (total + section + digit) * _CN_BIG_UNIT[ch]
-            section = digit = 0
-    return total + section + digit
-
-
-def _clause_number(token: str) -> str:
-    return token if token.isdigit() else str(_cn_int(token))
-
-
-# What may surround refs inside one citation: separators and a 见/出处 lead-in.
-_CITATION_FILLER = re.compile(r"[\s,，;；、/和及与见參参出处處:：]*")
-
-
-def _citations(text: str) -> list[re.Match[str]]:
-    """The bracket groups of a text that are citations: nothing in them but refs."""
-    return [g for g in _BRACKETS.finditer(text)
-            if _REF_IN_BRACKETS.search(g.group(1))
-            and _CITATION_FILLER.fullmatch(_REF_IN_BRACKETS.sub("", g.group(1)))]
-
-
-def cited_refs(reply: str) -> list[str]:
-    """The refs a reply cites in brackets, in order of first citation, normalized to
-    the plan's form ("二、2", "二", "前言"). Accepts [二、2], 【二、2】, [二.2],
-    [第二部分第2条] and several refs in one bracket ([二、2；三、3]); a bracket holding
-    anything else ([三分之一]) is not a citation."""
-    out: list[str] = []
-    for group in _citations(unicodedata.normalize("NFKC", reply)):
-        for m in _REF_IN_BRACKETS.finditer(group.group(1)):
-            if m.group(0) == "前言":
-                ref = "前言"
-            elif m.group(1):
-                ref = m.group(1) + (f"、{_clause_number(m.group(2))}" if m.group(2) else "")
-            else:
-                ref = m.group(3) + (f"、{int(m.group(4))}" if m.group(4) else "")
-            if ref not in out:
-                out.append(ref)
-    return out
-
-
 # ---------------------------------------------------------------- figures
 
 # Things that look like numbers but are not figures: citations, ordinals (第二部分,
 # 第2条), bare refs (二、2) and list markers at a line's start ("1. ", "（2）").
 _NOT_FIGURES = (
-    re.compile(rf"第\s*[\d{_CN_NUMERAL}]+"),
-    re.compile(rf"(?<![{_SECTION_CN}])[{_SECTION_CN}]{{1,2}}\s*[、.．]\s*\d{{1,2}}(?!\d|\.\d|%)"),
+    re.compile(rf"第\s*[\d{CN_NUMERAL_CHARS}]+"),
+    re.compile(rf"(?<![{SECTION_CHARS}])[{SECTION_CHARS}]{{1,2}}\s*[、.．]\s*\d{{1,2}}(?!\d|\.\d|%)"),
     re.compile(r"(?m)^\s*(?:\d{1,2}[.、．)）](?!\d)|[（(]\d{1,2}[）)])"),
 )
 _ARABIC = re.compile(r"(?<![\d.])(\d{1,3}(?:,\d{3})+(?!\d)|\d+(?:\.\d+)?)\s*(%)?\s*([万萬亿億])?")
-_FRACTION = re.compile(rf"([\d{_CN_NUMERAL}]+)分之([\d{_CN_NUMERAL}]+)")
+_FRACTION = re.compile(rf"([\d{CN_NUMERAL_CHARS}]+)分之([\d{CN_NUMERAL_CHARS}]+)")
 _SLASH = re.compile(r"(?<![\d.])(\d+)\s*/\s*(\d+)(?![\d.])")
 # Chinese numerals count only with a unit after them, never after 第 or inside a longer
 # numeral; a lone 一 is left out (一个/一批 is mostly an article, not a figure).
 _CN_WITH_UNIT = re.compile(
-    rf"(?<![第{_CN_NUMERAL}\d])([{_CN_NUMERAL}]+)[年名个個项項倍届屆岁歲人月天周週]")
+    rf"(?<![第{CN_NUMERAL_CHARS}\d])([{CN_NUMERAL_CHARS}]+)[年名个個项項倍届屆岁歲人月天周週]")
 _RANGE_JOIN = re.compile(r"^\s*[-–—~～至到]\s*$")
 
 Figure = tuple[Fraction, bool]  # (value, is a percentage)
@@ -188,7 +136,7 @@ def figures(text: str) -> list[tuple[str, Figure]]:
     ("1120", (1120, False)); "三分之一" gives ("三分之一", (1/3, False)); "58%" gives
     ("58%", (58, True)). Traditional and Simplified, Arabic and Chinese compare equal."""
     text = unicodedata.normalize("NFKC", text)
-    for g in reversed(_citations(text)):
+    for g in reversed(bracket_citations(text)):
         text = text[: g.start()] + " " + text[g.end():]
     for rx in _NOT_FIGURES:
         text = rx.sub(" ", text)
@@ -198,7 +146,7 @@ def figures(text: str) -> list[tuple[str, Figure]]:
         found.append((m.start(), m.end(), m.group(0).strip(), (value, percent)))
 
     for m in _FRACTION.finditer(text):
-        den, num = (_clause_number(x) for x in m.groups())
+        den, num = (cn_to_int(x) or 0 for x in m.groups())
         if int(den) == 0:
             continue
         if int(den) == 100:  # 百分之五十八 is 58%
@@ -218,14 +166,14 @@ def figures(text: str) -> list[tuple[str, Figure]]:
             continue
         value = Fraction(m.group(1).replace(",", ""))
         if m.group(3):
-            value *= _CN_BIG_UNIT[m.group(3)]
+            value *= CN_BIG_UNITS[m.group(3)]
         add(m, value, bool(m.group(2)))
     for m in _CN_WITH_UNIT.finditer(text):
         token = m.group(1)
-        if not free(m) or token == "一" or all(c in _CN_SMALL_UNIT or c in _CN_BIG_UNIT
+        if not free(m) or token == "一" or all(c in CN_SMALL_UNITS or c in CN_BIG_UNITS
                                               for c in token):
             continue  # 一个 is an article, 百年/万人 are mostly words
-        add(m, Fraction(_cn_int(token)), False)
+        add(m, Fraction(cn_to_int(token) or 0), False)
     found.sort()
     # "10-15%" and "10至15%": the range's first figure is a percentage too.
     out: list[tuple[str, Figure]] = []
@@ -244,7 +192,7 @@ def figures(text: str) -> list[tuple[str, Figure]]:
 def _is_not_covered(reply: str, refs: list[str]) -> bool:
     """"方案未涉及" (in either script), alone or, without citations, leading the reply."""
     text = unicodedata.normalize("NFKC", reply)
-    for g in reversed(_citations(text)):
+    for g in reversed(bracket_citations(text)):
         text = text[: g.start()] + text[g.end():]
     bare = re.sub(r"[\W_]+", "", to_simplified(text))
     return bare == NOT_COVERED or (not refs and bare.startswith(NOT_COVERED))

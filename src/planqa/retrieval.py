@@ -25,7 +25,9 @@ from planqa.corpus import Passage, Plan
 from planqa.embeddings import PlanEmbeddings
 from planqa.errors import InvalidQuestion
 from planqa.index import PlanIndex, Unit
-from planqa.text import clean_input, english_terms, is_traditional, normalize_query, tokenize
+from planqa.query import Query, parse_query
+from planqa.refs import LAST, Reference, parse_reference
+from planqa.text import tokenize
 
 _QUOTED = re.compile(r"[“\"'‘「『]([^”\"'’」』]{2,16})[”\"'’」』]")
 QUOTE_BONUS = 0.5
@@ -54,85 +56,6 @@ class Hit:
     exact_ref: bool = False
     #: how well each sentence of the passage answers the question (0..1), by position
     sentence_scores: tuple[float, ...] = ()
-
-
-# ---------------------------------------------------------------- references
-
-_CN_DIGITS = {"一": 1, "二": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9,
-              "十": 10}
-_ROMAN = {"i": 1, "ii": 2, "iii": 3, "iv": 4, "v": 5, "vi": 6, "vii": 7, "viii": 8, "ix": 9,
-          "x": 10}
-_NUM = r"[一二三四五六七八九十\d]{1,3}"
-_SECTION_PATTERNS = (
-    re.compile(rf"第({_NUM})(?:大)?(?:部分|章|节|板块|方面)"),
-    re.compile(r"(?<![一二三四五六七八九十\d])([一二三四五六七八九十])、(?!\d)"),
-    re.compile(r"\b(?:section|part|chapter)\s+([ivx]+|\d{1,2})\b", re.I),
-)
-_LAST_SECTION = re.compile(r"最后(?:一个?)?(?:部分|章|板块)|\b(?:last|final) (?:section|part)\b",
-                           re.I)
-#: Reference.section for "the last section" (resolved against the plan).
-LAST = "末"
-# 二、5 / 二.5 carry the section and the clause at once.
-_SECTION_AND_CLAUSE = re.compile(
-    r"(?<![一二三四五六七八九十\d])([一二三四五六七八九十])[、.](\d{1,2})(?!\d)")
-_CLAUSE_PATTERNS = (
-    re.compile(rf"第({_NUM})(?:条|点|款|项|小节|小点)"),
-    re.compile(r"\b(?:clause|item|point|article|paragraph)\s+(\d{1,2})\b", re.I),
-    re.compile(r"\b(?:section|part)\s+(?:[ivx]+|\d{1,2})[.,]\s*(\d{1,2})\b", re.I),
-)
-
-
-def _to_int(token: str) -> int | None:
-    token = token.strip().lower()
-    if token.isdigit():
-        return int(token)
-    if token in _ROMAN:
-        return _ROMAN[token]
-    if token and all(c in _CN_DIGITS for c in token):
-        if token == "十":
-            return 10
-        if token.startswith("十"):
-            return 10 + _CN_DIGITS[token[1]]
-        if len(token) == 2 and token[1] == "十":
-            return _CN_DIGITS[token[0]] * 10
-        if len(token) == 3 and token[1] == "十":
-            return _CN_DIGITS[token[0]] * 10 + _CN_DIGITS[token[2]]
-        if len(token) == 1:
-            return _CN_DIGITS[token]
-    return None
-
-
-_INT_TO_CN = {v: k for k, v in _CN_DIGITS.items()}
-
-
-@dataclass(frozen=True)
-class Reference:
-    """A direct reference in a question: a section, and maybe a clause in it."""
-
-    section: str  # "一".."五"
-    clause: str = ""  # "1".."7" or ""
-
-
-def parse_reference(question: str) -> Reference | None:
-    """Find an explicit section (and clause) reference such as 第二部分第5条, 二、5 or
-    "part 2 clause 5". Returns None when the question names no section."""
-    q = normalize_query(question)
-    both = _SECTION_AND_CLAUSE.search(q)
-    if both:
-        return Reference(both.group(1), str(int(both.group(2))))
-    section = LAST if _LAST_SECTION.search(q) else None
-    for rx in () if section else _SECTION_PATTERNS:
-        m = rx.search(q)
-        if m and (n := _to_int(m.group(1))) and n in _INT_TO_CN:
-            section = _INT_TO_CN[n]
-            break
-    if section is None:
-        return None
-    for rx in _CLAUSE_PATTERNS:
-        m = rx.search(q)
-        if m and (n := _to_int(m.group(m.lastindex or 1))):
-            return Reference(section, str(n))
-    return Reference(section)
 
 
 # ---------------------------------------------------------------- the engine
@@ -185,54 +108,54 @@ class PlanSearcher:
 
     # -- public ------------------------------------------------------------
 
-    def prepare(self, question: str) -> str:
-        """Validate and normalize a question; raise InvalidQuestion if it is empty."""
-        if not isinstance(question, str):
-            raise InvalidQuestion("question must be a string")
-        cleaned = clean_input(question[: self.max_question_chars * 2])[: self.max_question_chars]
-        if not cleaned:
-            raise InvalidQuestion("问题为空：请输入一个问题。(The question is empty.)")
-        return cleaned
+    def parse(self, question: str | Query) -> Query:
+        """The question read once (see planqa.query); InvalidQuestion if it is empty."""
+        return parse_query(question, self.max_question_chars)
 
-    def search(self, question: str, k: int = 5,
+    def prepare(self, question: str | Query) -> str:
+        """The question cleaned and truncated, in its own script."""
+        return self.parse(question).text
+
+    def search(self, question: str | Query, k: int = 5,
                prior: dict[str, float] | None = None) -> list[Hit]:
         """The k best passages for the question, best first, one per passage.
 
         `prior` adds weight to passages by id, e.g. the clause a conversation was
         about; 1.0 equals one channel's whole range (the fused score spans 0..2.5)."""
-        q = self.prepare(question)
+        q = self.parse(question)
         scored = self._score_all(q, prior=prior)
-        ref = parse_reference(q)
+        ref = q.reference
         exact = self._resolve(ref, q, scored) if ref else []
         seen = {h.passage.id for h in exact}
         return (exact + [h for h in scored if h.passage.id not in seen])[:k]
 
-    def score_passages(self, question: str,
+    def score_passages(self, question: str | Query,
                        weights: dict[str, float] | None = None) -> list[Hit]:
         """Every passage scored by the given channel weights, without reference
         resolution: the eval's ablations (BM25 alone, dense alone) use this."""
-        return self._score_all(self.prepare(question), weights=weights)
+        return self._score_all(self.parse(question), weights=weights)
 
     def lexical_coverage(self, terms: list[str], passage_id: str) -> float:
         """IDF-weighted share of `terms` that the passage contains."""
         return self._coverage(terms, self._passage_token_sets[self._pid_pos[passage_id]])
 
-    def query_terms(self, question: str) -> list[str]:
+    def query_terms(self, question: str | Query) -> list[str]:
         """The lexical terms of a question: jieba tokens of its Simplified form; for
         English, the plan's own Chinese terms for its phrases (see the glossary)."""
-        qn = normalize_query(question)
-        extra = english_terms(qn)
-        if not extra:
-            return tokenize(qn)
+        q = self.parse(question)
+        if not q.english_terms:
+            return tokenize(q.simplified)
         # English words never occur in the plan; keep only tokens it has (e.g. "PPP").
-        return tokenize(" ".join(extra)) + [t for t in tokenize(qn) if t in self._idf]
+        return tokenize(" ".join(q.english_terms)) + [t for t in tokenize(q.simplified)
+                                                      if t in self._idf]
 
-    def dense_text(self, question: str) -> str:
+    def dense_text(self, question: str | Query) -> str:
         """What the embedding model sees: the Simplified question, plus the plan's
         Chinese terms when it is in English (a small model bridges languages poorly)."""
-        qn = normalize_query(question)
-        extra = english_terms(qn)
-        return f"{qn} {' '.join(extra)}" if extra else qn
+        q = self.parse(question)
+        if q.english_terms:
+            return f"{q.simplified} {' '.join(q.english_terms)}"
+        return q.simplified
 
     # -- internals -----------------------------------------------------------
 
@@ -248,7 +171,7 @@ class PlanSearcher:
             return np.zeros(len(vocabs))
         return np.array([sum(w for t, w in weights.items() if t in v) for v in vocabs]) / total
 
-    def channel_scores(self, q: str) -> tuple[dict[str, np.ndarray], np.ndarray, list[str]]:
+    def channel_scores(self, q: Query) -> tuple[dict[str, np.ndarray], np.ndarray, list[str]]:
         """Per-passage scores of each channel; each sentence's dense similarity (the
         best of the sentence and its windows, aligned with the sentence units); terms."""
         terms = self.query_terms(q)
@@ -277,7 +200,7 @@ class PlanSearcher:
                     "dense_passage": dense_pass, "bm25_passage": bm25_pass}
         return channels, sent_dense, terms
 
-    def _score_all(self, q: str, weights: dict[str, float] | None = None,
+    def _score_all(self, q: Query, weights: dict[str, float] | None = None,
                    prior: dict[str, float] | None = None) -> list[Hit]:
         channels, sent_dense, terms = self.channel_scores(q)
         weights = weights or CHANNEL_WEIGHTS
@@ -295,7 +218,7 @@ class PlanSearcher:
                 fused[self._pid_pos[pid]] += bonus
         # A term the user quotes (“科普中国”) is one they know the plan uses: passages
         # holding it verbatim come first.
-        for phrase in _QUOTED.findall(normalize_query(q)):
+        for phrase in _QUOTED.findall(q.simplified):
             for i, pid in enumerate(self.passage_ids):
                 if phrase in self.plan.get(pid).text_simplified:
                     fused[i] += QUOTE_BONUS
@@ -329,7 +252,7 @@ class PlanSearcher:
             out[self.units[i].passage_id].append(0.5 * float(d) + 0.5 * float(lex))
         return {pid: tuple(v) for pid, v in out.items()}
 
-    def _resolve(self, ref: Reference, q: str, scored: list[Hit]) -> list[Hit]:
+    def _resolve(self, ref: Reference, q: Query, scored: list[Hit]) -> list[Hit]:
         """Passages a direct reference names, as exact hits (score 1.0)."""
         sec = self.plan.sections[-1] if ref.section == LAST else self.plan.section(ref.section)
         if sec is None:
@@ -395,9 +318,8 @@ class PlanRetriever(BaseRetriever):
     def _get_relevant_documents(
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun
     ) -> list[Document]:
-        hits = self.searcher.search(query, k=self.k)
-        traditional = is_traditional(self.searcher.prepare(query))
-        return [hit_to_document(h, traditional) for h in hits]
+        q = self.searcher.parse(query)
+        return [hit_to_document(h, q.traditional) for h in self.searcher.search(q, k=self.k)]
 
 
 def load_searcher(settings: Settings | None = None) -> PlanSearcher:

@@ -1,0 +1,96 @@
+"""A question, parsed once: the typed value every step of the chain passes on.
+
+`parse_query` cleans and normalizes the user's text a single time and reads off
+what the later steps need — the Simplified form both retrieval channels see, the
+script it was asked in, whether it is English (and the plan's terms for its
+phrases), a direct reference (二、5), the kind of fact it asks for (a figure, a
+date, …) and the shape of answer it wants (an outline, a list, plain).
+Pure functions; nothing here touches the model or the index.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from planqa.answer_type import AnswerType, expected_type
+from planqa.errors import InvalidQuestion
+from planqa.refs import Reference, parse_reference
+from planqa.text import clean_input, english_terms, has_cjk, is_traditional, to_simplified
+
+#: The shapes of answer a question can want.
+STRUCTURE, LIST, PLAIN = "structure", "list", "plain"
+
+_DOC_STRUCTURE = re.compile(
+    r"(分为|分成|包括|包含|有)(哪|几)(几|个|些)?(个)?(部分|方面|板块|章)|几个部分|哪几部分|"
+    r"(整体|总体|文件|方案的?|大)(结构|框架|目录|提纲)|每(个)?部分|各(个)?部分|"
+    r"\b(structure|outline|sections? (?:does|are))\b|how many (?:parts|sections)", re.I)
+_LIST = re.compile(r"哪些|哪几|哪[两三四五六七八九十\d]+(个|项|条|种|方面)|有几(个|项|条|种|方面)|"
+                   r"包括什么|包含什么|分别是|列举|几个方面|"
+                   r"\b(what are|which|list)\b", re.I)
+
+
+def classify_normalized(q: str) -> str:
+    """The answer shape of an already normalized (Simplified, half-width) question."""
+    if _DOC_STRUCTURE.search(q):
+        return STRUCTURE
+    if _LIST.search(q):
+        return LIST
+    return PLAIN
+
+
+def classify(question: str) -> str:
+    """What shape of answer a question wants: the document's structure, a list, or plain."""
+    return classify_normalized(to_simplified(clean_input(question)))
+
+
+@dataclass(frozen=True)
+class Query:
+    """One question, cleaned and read once."""
+
+    text: str  # as asked: cleaned, half-width, truncated, in the user's script
+    simplified: str  # what retrieval sees: `text` in Simplified script
+    traditional: bool  # asked in Traditional script
+    english_terms: tuple[str, ...]  # the plan's Chinese terms for its English phrases
+    reference: Reference | None  # a direct reference such as 二、5
+    answer_type: AnswerType | None  # the kind of fact asked for, if any
+    shape: str  # STRUCTURE | LIST | PLAIN
+
+    @property
+    def english(self) -> bool:
+        return not has_cjk(self.text)
+
+    @property
+    def factoid(self) -> bool:
+        """Asks for a figure, a date, a name, … rather than for what the plan says."""
+        return self.answer_type is not None
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def parse_query(question: str | Query, max_chars: int = 2000) -> Query:
+    """Clean, truncate and read a question; a Query passes through unchanged.
+
+    Raises InvalidQuestion when it is not a string or nothing is left to ask."""
+    if isinstance(question, Query):
+        return question
+    if not isinstance(question, str):
+        raise InvalidQuestion("question must be a string")
+    # Cut before cleaning too, so a megabyte of input costs nothing.
+    text = clean_input(question[: max_chars * 2])[:max_chars]
+    if not text:
+        raise InvalidQuestion("问题为空：请输入一个问题。(The question is empty.)")
+    simplified = to_simplified(text)
+    return Query(
+        text=text,
+        simplified=simplified,
+        traditional=has_cjk(text) and is_traditional(text),
+        english_terms=tuple(english_terms(simplified)),
+        reference=parse_reference(simplified),
+        answer_type=expected_type(simplified),
+        shape=classify_normalized(simplified),
+    )
+
+
+__all__ = ["LIST", "PLAIN", "STRUCTURE", "Query", "classify", "parse_query"]
