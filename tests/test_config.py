@@ -13,8 +13,10 @@ import pytest
 from pydantic import ValidationError
 
 from planqa import config
-from planqa.config import PLAN_TEXT_PATH, Settings
+from planqa.config import PLAN_TEXT_PATH, Settings, settings_table
 from planqa.errors import ConfigError
+
+README = Path(__file__).resolve().parent.parent / "README.md"
 
 
 @pytest.fixture(autouse=True)
@@ -239,3 +241,13 @@ def test_every_setting_has_a_one_line_description() -> None:
     for name, info in Settings.model_fields.items():
         assert info.description and "\n" not in info.description, name
 
+
+def test_readme_table_is_generated_from_the_declaration() -> None:
+    text = README.read_text(encoding="utf-8")
+    match = re.search(r"<!-- settings table:[^\n]*-->\n(.*?)\n<!-- end of settings table -->",
+                      text, re.S)
+    assert match, "README.md lost its settings-table markers"
+    assert match.group(1).strip() == settings_table(), (
+        "README.md's Configuration table is out of date: regenerate it with "
+        "`PYTHONPATH=src python -m planqa.config`")
+    assert len(settings_table().splitlines()) == 2 + len(Settings.model_fields)
