@@ -7,7 +7,6 @@ The model and index are loaded before "ready at http://…" is printed.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 
 
@@ -34,8 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     root = args.root_path.rstrip("/")
     if root and not root.startswith("/"):
         root = "/" + root
-    settings = dataclasses.replace(Settings.from_env(), host=args.host, port=args.port,
-                                   root_path=root)
+    settings = Settings.from_env().replace(host=args.host, port=args.port, root_path=root)
     serve(settings)
     return 0
 

@@ -13,7 +13,6 @@ slow / erroring / invalid LLM replies with a fake server (test_llm).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
@@ -151,7 +150,7 @@ def test_web_app_on_a_broken_index_explains_and_503s(run_app, tmp_path: Path,
     from planqa.chain import PlanQA
 
     index_dir = broken_copy(tmp_path, fault)
-    settings = dataclasses.replace(Settings.from_env(), index_dir=index_dir, llm_base_url="")
+    settings = Settings.from_env().replace(index_dir=index_dir, llm_base_url="")
     with run_app(PlanQA(settings), tmp_path, index_dir=index_dir, llm_base_url="") as server:
         page = httpx.get(server.url, timeout=10)
         assert page.status_code == 200 and "text/html" in page.headers["content-type"]

@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -148,8 +148,8 @@ def fake(llm_server, monkeypatch) -> Iterator[FakeLLM]:
 def llm_qa(fake, llm_server, settings, searcher) -> PlanQA:
     """The real chain with the LLM configured the way a deployment does it."""
     port = llm_server.server_address[1]
-    configured = replace(settings, llm_base_url=f"http://127.0.0.1:{port}/v1",
-                         llm_model="fake", llm_api_key="", llm_timeout=1.0)
+    configured = settings.replace(llm_base_url=f"http://127.0.0.1:{port}/v1",
+                                  llm_model="fake", llm_api_key="", llm_timeout=1.0)
     return PlanQA(configured, searcher=searcher)
 
 

@@ -342,7 +342,7 @@ def test_missing_index_is_explained_not_crashed(run_app, tmp_path: Path) -> None
 
     empty = tmp_path / "no-index"
     empty.mkdir()
-    qa = PlanQA(__import__("dataclasses").replace(Settings.from_env(), index_dir=empty))
+    qa = PlanQA(Settings.from_env().replace(index_dir=empty))
     with run_app(qa, tmp_path, index_dir=empty) as server:
         health = httpx.get(server.api("/api/health"), timeout=10)
         assert health.status_code == 503 and "make index" in health.text

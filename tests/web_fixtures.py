@@ -12,7 +12,6 @@ needed; tests/ is on sys.path when pytest collects it).
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import threading
 import time
@@ -65,9 +64,8 @@ def serve_in_thread(qa, tmp: Path, **overrides) -> Iterator[LiveServer]:
     from planqa.config import Settings
     from planqa.webapp import create_app
 
-    settings = dataclasses.replace(
-        Settings.from_env(), **{"feedback_log": tmp / "feedback.jsonl", "auth": "",
-                                "api_token": "", "root_path": "", **overrides})
+    settings = Settings.from_env().replace(**{"feedback_log": tmp / "feedback.jsonl", "auth": "",
+                                              "api_token": "", "root_path": "", **overrides})
     port = free_port()
     app = create_app(qa=qa, settings=settings)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
