@@ -33,11 +33,11 @@ def _cmd_index(args: argparse.Namespace, settings: Settings) -> int:
     from planqa.corpus import load_plan
     from planqa.embeddings import load_embeddings
     from planqa.index import build_index, save_index
-    from planqa.links import DEFAULT_LINKS_PATH, read_links
+    from planqa.links import read_links
 
     t0 = time.perf_counter()
     plan = load_plan(settings.plan_path)
-    index = build_index(plan, load_embeddings(settings), read_links(DEFAULT_LINKS_PATH))
+    index = build_index(plan, load_embeddings(settings), read_links(settings.links_path))
     save_index(index, settings.index_dir)
     m = index.manifest
     print(f"indexed {m['units']} units ({m['dim']}-d, model {m['model']}) into "

@@ -41,6 +41,8 @@ _TEST_PREFIX = "PLANQA_TEST_"  # the test suite's own variables, not settings
 _PACKAGE_DIR = Path(__file__).resolve().parent
 #: The plan's text, shipped as package data (byte-identical to the source we received).
 PLAN_TEXT_PATH = _PACKAGE_DIR / "data" / "kexie-reform-plan.txt"
+#: Question links (关联问题) shipped with the plan; see planqa.links.
+LINKS_PATH = _PACKAGE_DIR / "data" / "links.tsv"
 
 
 def _default_cache_dir() -> Path:
@@ -129,6 +131,9 @@ class Settings(BaseSettings):
     plan_path: UserPath = Field(
         PLAN_TEXT_PATH, json_schema_extra={"shown_default": "the copy in `src/planqa/data/`"},
         description="the plan's text")
+    links_path: UserPath = Field(
+        LINKS_PATH, json_schema_extra={"shown_default": "`src/planqa/data/links.tsv`"},
+        description="question links, `ref<TAB>question` per line (then run `make index`)")
     # Default 1: a short query gains little from a second thread (measured 29 ms on 1
     # thread, far slower on 2 when the other core is busy); concurrent requests use the cores.
     threads: int = Field(

@@ -19,7 +19,6 @@ from planqa.corpus import Passage, Plan
 from planqa.errors import InvalidQuestion
 from planqa.text import clean_input
 
-DEFAULT_LINKS_PATH = Path(__file__).resolve().parent / "data" / "links.tsv"
 MAX_LINK_CHARS = 120
 
 
