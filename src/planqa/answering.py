@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass, field
 
 from planqa.answer_type import expected_type, sentence_answers
 from planqa.corpus import Passage, Plan
-from planqa.query import LIST, STRUCTURE, Query, classify, parse_query
-from planqa.refs import PREAMBLE, locate, section_ordinal, source_line
+from planqa.query import LIST, ROUNDUP, STRUCTURE, Query, classify, parse_query
+from planqa.refs import PREAMBLE, int_to_cn, locate, section_ordinal, source_line
 from planqa.retrieval import Hit
 from planqa.text import to_traditional
 
@@ -56,7 +56,8 @@ class Answer:
     source: str = "extractive"  # "extractive" | "llm"
     traditional: bool = False
     #: "quote" (sentences chosen for the question), "clause" (a referenced clause in
-    #: full), "outline" (built from the plan's structure) or "refusal"
+    #: full), "outline" (built from the plan's structure), "roundup" (every passage on
+    #: a topic) or "refusal"
     mode: str = "quote"
 
     def to_dict(self) -> dict:
@@ -309,6 +310,112 @@ def _which_section_answer(plan: Plan, top: Hit, traditional: bool) -> Answer:
                   traditional=traditional)
 
 
+# "几条/几个/哪几项": how many items; "多少个学会" asks for a figure the plan may not give.
+_COUNT = re.compile(r"几\s*(条|个|项|种|方面|类|点|大|句|处)|多少\s*(条|项|种|方面|类)", re.I)
+_COUNT_UNIT = re.compile(r"几\s*(条|个|项|种|方面|类|点|处)|多少\s*(条|项|种|方面|类)")
+
+
+def _count_words(n: int) -> str:
+    """A count as it is said: 两 for 2, 五 for 5, digits past 99."""
+    return "两" if n == 2 else int_to_cn(n) if n < 100 else str(n)
+
+
+def _count_unit(q: Query) -> str:
+    m = _COUNT_UNIT.search(q.simplified)
+    return (m.group(1) or m.group(2)) if m else "项"
+
+
+_QUOTED_TERM = re.compile(r"[“\"「]([^”\"」]{1,8})[”\"」]")
+
+
+def _enumeration(q: Query, hit: Hit) -> tuple[list[int], list[str], tuple[str, ...] | None]:
+    """What a count question over `hit` counts: its —— items (positions [], item
+    headings as quotes), or the 、-list of its best sentence that has one."""
+    p = hit.passage
+    quoted = _QUOTED_TERM.findall(q.simplified)
+    for i, sentence in enumerate(p.sentences_simplified):
+        # "哪几个“成为”": the comma pieces of one sentence that each say the quoted word.
+        pieces = [x for x in re.split(r"[,，;；]", sentence.rstrip("。")) if quoted
+                  and quoted[0] in x]
+        if len(pieces) >= 2:
+            return [i], [x[x.index(quoted[0]):] for x in pieces], None
+    if p.items:
+        return [], [it.heading_simplified for it in p.items], tuple(
+            it.heading for it in p.items)
+    scores = hit.sentence_scores or tuple(0.0 for _ in p.sentences_simplified)
+    for i in sorted(range(len(scores)), key=lambda i: -scores[i])[:3]:
+        items = enumerate_items(p.sentences_simplified[i])
+        if len(items) >= 3:
+            return [i], items, None
+    return [], [], None
+
+
+def _count_answer(q: Query, top: Hit, traditional: bool, cal: Calibration) -> Answer | None:
+    """"几条/几个/一共…" over an enumeration: the count and the items, then the quote.
+    The count is the plan's own structure (its —— items) or the items of one of its
+    、-lists; a sentence with no digit can still answer how many."""
+    if q.answer_type is not None and q.answer_type.name not in ("count", "figure"):
+        return None  # "哪几个城市" asks for places, not for how many
+    if not _COUNT.search(q.simplified) or not answerable(top, cal, factoid=True):
+        return None
+    positions, items, item_quotes = _enumeration(q, top)
+    if len(items) < 2:
+        return None
+    p = top.passage
+    shown = p.in_script(traditional)
+    if item_quotes is not None and traditional:
+        items = list(item_quotes)
+    elif traditional:
+        return None  # 、-items are cut from Simplified text; quote them only there
+    unit = _count_unit(q)
+    n_cn = _count_words(len(items))
+    head = _w(f"方案{locate(p)}共{n_cn}{unit}：", traditional) + "、".join(items) + "。"
+    if item_quotes is not None:
+        body = "\n".join(f"{i}. {h}" for i, h in enumerate(item_quotes if traditional
+                                                            else items, 1))
+        quotes: tuple[str, ...] | None = item_quotes if traditional else tuple(items)
+    else:
+        body = _w("原文：", traditional) + _quote_block([shown["sentences"][i]
+                                                        for i in positions])
+        quotes = None
+    return Answer(text=f"{head}\n{body}\n{source_line(p, traditional)}", found=True,
+                  citations=[make_citation(p, positions, traditional, top.score, quotes)],
+                  traditional=traditional)
+
+
+#: At most this many passages in a round-up ("都列出来"): beyond it, a topic is the
+#: whole plan's and a list says nothing.
+MAX_ROUNDUP = 8
+ROUNDUP_MIN_COVERAGE = 0.99
+
+
+def _roundup_answer(q: Query, hits: list[Hit], plan: Plan, traditional: bool,
+                    cal: Calibration) -> Answer | None:
+    """"在哪几处 / 都列出来 / 分别怎么说": every passage that speaks of the topic, in plan
+    order, each with its key sentence and ref, and how many there are. `hits` are
+    every passage scored for the topic alone (the round-up words taken out)."""
+    about = [h for h in hits if h.lexical >= ROUNDUP_MIN_COVERAGE and h.passage.sentences
+             and h.passage.kind != "title"]
+    if len(about) < 2:
+        about = [h for h in hits[:MAX_ROUNDUP] if answerable(h, cal) and h.lexical >= 0.5]
+    if len(about) < 2:
+        return None
+    about = about[:MAX_ROUNDUP]
+    order = {p.id: i for i, p in enumerate(plan.passages)}
+    about.sort(key=lambda h: order[h.passage.id])
+    n_cn = _count_words(len(about))
+    lines = [_w(f"方案中共有{n_cn}处讲到这方面的内容：", traditional)]
+    cites = []
+    for i, h in enumerate(about, 1):
+        p = h.passage
+        pos = max(h.matched_position, 0)
+        sentence = p.in_script(traditional)["sentences"][pos]
+        lines.append(f"{i}. " + _w(locate(p), traditional) + f"（{p.ref}）：“{sentence}”")
+        cites.append(make_citation(p, [pos], traditional, h.score))
+    return Answer(text="\n".join(lines), found=True, citations=cites, traditional=traditional,
+                  mode="roundup")
+
+
 def compose(question: str | Query, hits: list[Hit], plan: Plan, *, traditional: bool,
             asked: str | Query = "", cal: Calibration = DEFAULT_CALIBRATION) -> Answer:
     """The extractive answer to `question` from ranked `hits` (best first).
@@ -337,6 +444,10 @@ def compose(question: str | Query, hits: list[Hit], plan: Plan, *, traditional: 
     if not hits:
         return refusal(hits, traditional)
     top = hits[0]
+    if kind == ROUNDUP and (rounded := _roundup_answer(q, hits, plan, traditional, cal)):
+        return rounded
+    if counted := _count_answer(asked_q, top, traditional, cal):
+        return counted
     if not answerable(top, cal, factoid=asked_q.factoid) or not any(
             sentence_answers(asked_n, x) for x in top.passage.sentences_simplified):
         return refusal(hits, traditional)

@@ -14,11 +14,13 @@ from typing import Any
 
 from langchain_core.runnables import Runnable, RunnableLambda
 
+from planqa.answer_type import sentence_answers
 from planqa.answering import DEFAULT_CALIBRATION, Answer, Calibration, compose
 from planqa.config import Settings
 from planqa.conversation import Resolved, resolve
 from planqa.corpus import Plan
 from planqa.errors import InvalidQuestion
+from planqa.query import ROUNDUP, roundup_topic
 from planqa.retrieval import PlanSearcher, load_searcher
 from planqa.text import clean_input, has_cjk, is_traditional
 
@@ -99,6 +101,20 @@ class PlanQA:
 
     def _retrieve(self, state: dict) -> dict:
         resolved = state["resolved"]
+        query = self.searcher.parse(resolved.question)
+        if query.shape == ROUNDUP:
+            # Every passage on the topic, scored for the topic words alone.
+            topic = roundup_topic(query.simplified) or query.simplified
+            hits = self.searcher.search(topic, k=len(self.plan.passages))
+            return {**state, "hits": hits}
+        if resolved.follow_up and resolved.prior and self._focus_answers(resolved):
+            # An elliptical follow-up asking for a kind of fact ("什么时候完成？") is
+            # answered from the clause in focus when that clause holds one.
+            hits = self.searcher.search(resolved.question, k=TOP_K, prior=resolved.prior)
+            focus_id = next(iter(resolved.prior))
+            first = [h for h in hits if h.passage.id == focus_id]
+            if first:
+                return {**state, "hits": first + [h for h in hits if h is not first[0]]}
         if resolved.tentative:
             # A short question may still stand alone ("科普怎么搞？"): keep it as asked
             # when it finds a confident answer by itself.
@@ -110,6 +126,14 @@ class PlanQA:
         if resolved.focus and hits:
             hits = self._about_focus(hits, resolved.focus)
         return {**state, "hits": hits}
+
+    def _focus_answers(self, resolved: Resolved) -> bool:
+        """Does the clause in focus hold the kind of fact the follow-up asks for?"""
+        asked = self.searcher.parse(resolved.original)
+        if asked.answer_type is None or (resolved.focus and len(resolved.focus) > 4):
+            return False
+        passage = self.plan.get(next(iter(resolved.prior)))
+        return any(sentence_answers(asked.simplified, s) for s in passage.sentences_simplified)
 
     def _about_focus(self, hits: list, focus: str) -> list:
         """Put first the best passage that speaks of a follow-up's new words; if none

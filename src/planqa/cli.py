@@ -91,7 +91,7 @@ def _cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     from planqa.evaluation import main as eval_main
 
     return eval_main(settings, Path(args.set) if args.set else None, gate=args.gate,
-                     out=Path(args.out) if args.out else None)
+                     out=Path(args.out) if args.out else None, links=not args.no_links)
 
 
 def _cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
@@ -123,6 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "is the held-out set)")
     p.add_argument("--gate", action="store_true", help="exit 1 below the thresholds")
     p.add_argument("--out", help="write the report as JSON here")
+    p.add_argument("--no-links", action="store_true",
+                   help="without the question links (an in-memory index), to show their gain")
     p.set_defaults(fn=_cmd_eval)
     p = sub.add_parser("bench", help="speed and memory benchmark")
     p.add_argument("--quick", action="store_true", help="fewer repetitions")

@@ -14,7 +14,7 @@ from functools import lru_cache
 
 from planqa.corpus import Plan
 from planqa.refs import cited_passages, cn_to_int, parse_reference
-from planqa.text import clean_input, normalize_query, tokenize
+from planqa.text import clean_input, normalize_query, to_simplified, tokenize
 
 _LEADS = ("那么", "那", "还有", "另外", "再问", "又", "and ", "what about ", "how about ")
 # "这一条" points at the earlier clause; "它" at the earlier topic.
@@ -24,6 +24,9 @@ _ENTITY_ANAPHORA = re.compile(r"它|其|这个|这些|这种|那个|那些|\b(?:
                               re.I)
 _ORDINAL_ITEM = re.compile(r"第([一二三四五六七八九十\d]{1,2})(?:个|项|点|条)?"
                            r"(原则|意识|方面|要求|措施|项|点|个)")
+# "第三条是什么意思" / "第二点呢" right after an answer that listed items.
+_ORDINAL_ANY = re.compile(r"第([一二三四五六七八九十\d]{1,2})(?:个|项|点|条|种)")
+_LISTED = re.compile(r"(?m)^(\d{1,2})\. (.+)$")
 _QUESTION_WORDS = re.compile(r"什么时候|什么|怎么样|怎么|怎样|如何|哪些|哪个|多少|几|吗|呢|吧|啊|"
                              r"是否|能否|有没有|是不是|请问|具体|一下|要|的|了|是")
 #: Prior weights, in units of one channel's full range (see PlanSearcher.search).
@@ -63,6 +66,8 @@ def follow_up_kind(question: str, plan: Plan) -> str:
     q = clean_input(question).lower()
     core = q.rstrip("？?。.!！ ")
     if _CLAUSE_ANAPHORA.search(q) or _ENTITY_ANAPHORA.search(q) or _ORDINAL_ITEM.search(q):
+        return "explicit"
+    if _ORDINAL_ANY.search(q) and _content_len(core) <= 12:
         return "explicit"
     if core.endswith("呢") and _content_len(core) <= 16:
         return "explicit"
@@ -105,6 +110,16 @@ def _resolve_one(question: str, previous: Resolved, previous_answer: str,
             item = top.items[n - 1]
             return Resolved(f"{item.heading_simplified}{question}", question, True,
                             {top.id: PRIOR_CLAUSE})
+    m = _ORDINAL_ANY.search(q)
+    # Line by line: normalize_query would fold the newlines away.
+    listed = dict(_LISTED.findall(to_simplified(previous_answer)))
+    if m and (line := listed.get(str(cn_to_int(m.group(1)) or 0))):
+        # The n-th line the previous answer listed (an item, or a round-up's clause).
+        ref = parse_reference(line)
+        prior = {f"{ref.section}.{ref.clause}": PRIOR_CLAUSE} if ref and ref.clause else (
+            {cited[0]: PRIOR_CLAUSE} if cited else {})
+        return Resolved(f"{line} {question}", question, True,
+                        {k: v for k, v in prior.items() if plan.has(k)})
 
     focus = q
     for lead in _LEADS:

@@ -302,12 +302,26 @@ def format_report(report: dict) -> str:
     return "\n".join(lines)
 
 
+def without_links(settings: Settings):
+    """A searcher over the same plan and model whose index has no question links (built
+    in memory), so every figure can be shown with and without them."""
+    from planqa.corpus import load_plan
+    from planqa.embeddings import load_embeddings
+    from planqa.index import build_index
+    from planqa.retrieval import PlanSearcher
+
+    plan = load_plan(settings.plan_path)
+    embeddings = load_embeddings(settings)
+    return PlanSearcher(plan, build_index(plan, embeddings, ()), embeddings,
+                        settings.max_question_chars)
+
+
 def main(settings: Settings, path: Path | None = None, *, gate: bool = False,
-         out: Path | None = None) -> int:
+         out: Path | None = None, links: bool = True) -> int:
     """CLI entry: run, print the tables, optionally write JSON and enforce the gates."""
     from planqa.chain import PlanQA
 
-    qa = PlanQA(settings)
+    qa = PlanQA(settings, searcher=None if links else without_links(settings))
     report = run_eval(qa, load_cases(path))
     print(format_report(report))
     if out:

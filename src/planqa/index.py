@@ -129,11 +129,12 @@ def build_index(plan: Plan, embeddings: PlanEmbeddings,
     # a question best on the query side of both.
     is_link = np.array([u.kind == "link" for u in units])
     vecs = np.empty((len(units), embeddings.dim), dtype=np.float32)
-    text = [u.embed_text for u in units]
-    if (~is_link).any():
-        vecs[~is_link] = embeddings.encode_passages([t for t, q in zip(text, is_link) if not q])
-    if is_link.any():
-        vecs[is_link] = embeddings.encode_queries([t for t, q in zip(text, is_link) if q])
+    passages = [u.embed_text for u in units if u.kind != "link"]
+    questions = [u.embed_text for u in units if u.kind == "link"]
+    if passages:
+        vecs[~is_link] = embeddings.encode_passages(passages)
+    if questions:
+        vecs[is_link] = embeddings.encode_queries(questions)
     index = faiss.IndexFlatIP(vecs.shape[1])
     index.add(vecs)
     manifest = {

@@ -19,7 +19,7 @@ from planqa.refs import Reference, parse_reference
 from planqa.text import clean_input, english_terms, has_cjk, is_traditional, to_simplified
 
 #: The shapes of answer a question can want.
-STRUCTURE, LIST, PLAIN = "structure", "list", "plain"
+STRUCTURE, ROUNDUP, LIST, PLAIN = "structure", "roundup", "list", "plain"
 
 _DOC_STRUCTURE = re.compile(
     r"(分为|分成|包括|包含|有)(哪|几)(几|个|些)?(个)?(部分|方面|板块|章)|几个部分|哪几部分|"
@@ -30,10 +30,30 @@ _LIST = re.compile(r"哪些|哪几|哪[两三四五六七八九十\d]+(个|项|�
                    r"\b(what are|which|list)\b", re.I)
 
 
+#: "在哪几处 / 都列出来 / 列全 / 分别怎么说": every passage on a topic, not the best one.
+ROUNDUP_WORDS = re.compile(
+    r"(?:在|有)?哪(?:几|些)(?:处|个地方|地方|条款|部分|条)(?:有|提到|讲到|说到|涉及|谈到)?|"
+    r"几处|(?:都|全都|全部|统统)?列(?:出来|全|一下|举全)|都(?:有)?哪些(?:条款|地方)|"
+    r"分别(?:怎么|是怎么|如何)(?:说|讲|规定|要求)的?|所有(?:讲|提到|涉及|关于)?|"
+    r"帮我|给我|方案(?:里|中|里面)?|(?:的)?(?:条款|地方|内容)|讲|提到|涉及|"
+    r"\b(?:list )?(?:all|every) (?:the )?(?:clauses|places|parts|mentions)\b|"
+    r"\bwhere (?:all|else)\b", re.I)
+_ROUNDUP = re.compile(r"哪几处|哪些地方|几处|列出来|列全|全部列|分别(?:怎么|是怎么|如何)|"
+                      r"哪些条款|所有.{0,8}条款|\b(?:all|every) (?:the )?(?:clauses|places|"
+                      r"parts|mentions)\b|\bwhere (?:all|else)\b", re.I)
+
+
+def roundup_topic(q: str) -> str:
+    """A round-up question with its round-up words taken out: what to search for."""
+    return ROUNDUP_WORDS.sub(" ", q).strip(" ？?。，,")
+
+
 def classify_normalized(q: str) -> str:
     """The answer shape of an already normalized (Simplified, half-width) question."""
     if _DOC_STRUCTURE.search(q):
         return STRUCTURE
+    if _ROUNDUP.search(q):
+        return ROUNDUP
     if _LIST.search(q):
         return LIST
     return PLAIN
@@ -93,4 +113,5 @@ def parse_query(question: str | Query, max_chars: int = 2000) -> Query:
     )
 
 
-__all__ = ["LIST", "PLAIN", "STRUCTURE", "Query", "classify", "parse_query"]
+__all__ = ["LIST", "PLAIN", "ROUNDUP", "STRUCTURE", "Query", "classify", "parse_query",
+           "roundup_topic"]
