@@ -22,7 +22,9 @@ from planqa.corpus import Plan
 from planqa.retrieval import Hit
 from planqa.text import to_simplified
 
-DEFAULT_SET = Path(__file__).resolve().parents[2] / "eval" / "qa.jsonl"
+#: Eval sets are files of a checkout, not of the package: paths relative to the current
+#: directory (run from the repository root), any other set by argument (`planqa eval --set`).
+DEFAULT_SET = Path("eval") / "qa.jsonl"
 #: Written apart from the system by someone who saw only the plan (see eval/README.md):
 #: what planqa scores on questions nobody tuned it on.
 HELDOUT_SET = DEFAULT_SET.with_name("heldout.jsonl")
@@ -106,6 +108,17 @@ def gold_rank(hits: list[Hit], turn: Turn, k: int = 5) -> int | None:
     return None
 
 
+def cites_gold(answer: Answer, turn: Turn) -> bool:
+    """citation@1 of one in-scope answer: its first citation names the gold section and
+    clause (a whole-document question, gold "*", needs an answer citing two or more)."""
+    if not answer.found or not answer.citations:
+        return False
+    if turn.section == WHOLE_DOCUMENT:
+        return len(answer.citations) >= 2
+    first = answer.citations[0]
+    return first.section == turn.section and first.clause == turn.clause
+
+
 @dataclass
 class Tally:
     """Running sums for one group of questions."""
@@ -150,13 +163,7 @@ def _answer_metrics(answer: Answer, turn: Turn, plan: Plan, groups: list[Tally])
     for g in groups:
         g.add("refused", float(not answer.found))
         if turn.in_scope:
-            first = answer.citations[0] if answer.found and answer.citations else None
-            if turn.section == WHOLE_DOCUMENT:
-                cited = bool(answer.found and len(answer.citations) >= 2)
-            else:
-                cited = bool(first and first.section == turn.section
-                             and first.clause == turn.clause)
-            g.add("citation@1", float(cited))
+            g.add("citation@1", float(cites_gold(answer, turn)))
             text = to_simplified(answer.text)
             if turn.facts:
                 g.add("fact_recall", sum(f in text for f in turn.facts) / len(turn.facts))
