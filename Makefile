@@ -45,10 +45,10 @@ index: setup
 	$(PY) -m planqa index
 
 bench: setup
-	$(PY) -m planqa bench
+	$(PY) -m tools.bench
 
 load: setup
-	$(PY) -m planqa load
+	$(PY) -m tools.load
 
 lint: setup
 	$(PY) -m ruff check src tests app.py

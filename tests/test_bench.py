@@ -1,4 +1,4 @@
-"""`planqa bench` smoke test: every stage runs on a few questions and the report and
+"""`python -m tools.bench` smoke test: every stage runs on a few questions and the report and
 chart are written with sane figures. No timing thresholds (shared CI machines)."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 import math
 
 import pytest
+from tools import bench
 
-from planqa import bench
 from planqa.evaluation import MULTITURN, load_cases
 
 TINY = bench.BenchConfig(passes=1, warmup=1, build_runs=1, cold_runs=1, profile_asks=3,
