@@ -22,7 +22,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tools.load import free_port
+
+from server import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 #: Loading the model and the index on a cold CI machine can take a while.
@@ -45,7 +46,7 @@ class LiveServer:
 def run_app_subprocess(tmp: Path, env: dict[str, str] | None = None) -> Iterator[LiveServer]:
     """`python app.py` on a free port (planqa.load starts it); yields once it printed
     "ready at", with its feedback log in `tmp`."""
-    from tools.load import start_server
+    from server import start_server
 
     log = tmp / "feedback.jsonl"
     extra = {"PLANQA_FEEDBACK_LOG": str(log), "GRADIO_ANALYTICS_ENABLED": "False",
