@@ -90,6 +90,23 @@ def test_contains_all_needs_every_fact():
     assert not compare.contains_all("anything", [])
 
 
-def test_percentile():
+def test_percentile_is_nearest_rank():
     assert stats.percentile([1.0, 2.0, 3.0], 50) == 2.0
+    assert stats.percentile([4.0, 1.0, 3.0, 2.0], 50) == 2.0  # a sample, not 2.5
+    hundred = [float(x) for x in range(1, 101)]
+    assert stats.percentile(hundred, 95) == 95.0 and stats.percentile(hundred, 99) == 99.0
+    assert stats.percentile(hundred, 0) == 1.0 and stats.percentile(hundred, 100) == 100.0
     assert math.isnan(stats.percentile([], 50))
+    with pytest.raises(ValueError):
+        stats.percentile([1.0], 101)
+
+
+def test_one_definition_per_statistic():
+    """The load test's p95 is the benchmark's, and the benchmark's exact-clause figure is
+    eval's citation@1."""
+    from tools import load
+
+    from planqa import evaluation
+
+    assert load.percentile is stats.percentile
+    assert compare.cites_gold is evaluation.cites_gold

@@ -125,7 +125,8 @@ def format_report(r: BenchResult) -> str:
         "## Summary",
         "",
         f"All latencies after {cfg.warmup} warm-up calls; {cfg.passes} timed pass(es) over "
-        f"{r.n_questions} questions ({r.n_cases} eval cases, every turn of every dialogue).",
+        f"{r.n_questions} questions ({r.n_cases} eval cases, every turn of every dialogue); "
+        "percentiles by nearest rank (tools.stats.percentile).",
         "",
         *summary_table(r),
         "",

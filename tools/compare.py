@@ -7,8 +7,9 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from planqa.evaluation import cites_gold
 from tools.measure import BenchConfig, cycle, log, single_turns
 from tools.stats import Timing, timed
 
@@ -54,19 +55,6 @@ def contains_all(evidence: str, facts: Iterable[str]) -> bool:
     return bool(facts) and all(f in text for f in facts)
 
 
-def cites_gold(answer: Any, turn: Turn) -> bool:
-    """The first citation names the gold section and clause (for the whole-document
-    questions, gold "*", an answer citing the sections, as `planqa eval` counts it)."""
-    from planqa.evaluation import WHOLE_DOCUMENT
-
-    if not answer.found or not answer.citations:
-        return False
-    if turn.section == WHOLE_DOCUMENT:
-        return len(answer.citations) >= 2
-    first = answer.citations[0]
-    return first.section == turn.section and first.clause == turn.clause
-
-
 def evaluate_recipe(recipe: Recipe, singles: list[tuple[Case, Turn]],
                     cfg: BenchConfig) -> SystemResult:
     """Hit@1 and evidence length of a recipe's top chunk; its latency per question."""
@@ -95,7 +83,7 @@ def evaluate_planqa(qa: PlanQA, singles: list[tuple[Case, Turn]],
         answer = qa.ask(turn.question)
         if turn.in_scope:
             res.hit[case.kind].append(answer.found and contains_all(answer.text, turn.facts))
-            res.exact_clause.append(cites_gold(answer, turn))
+            res.exact_clause.append(cites_gold(answer, turn))  # eval's citation@1
             res.in_scope_refused.append(not answer.found)
             if answer.found:
                 res.evidence_chars.append(len(answer.text))

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import math
 import os
 import random
 import sys
@@ -31,6 +32,7 @@ from pathlib import Path
 from tests.server import Server, start_server
 
 from planqa.config import Settings
+from tools.stats import percentile
 
 #: The server script, relative to the current directory (`--app`).
 APP_PY = Path("app.py")
@@ -153,13 +155,6 @@ async def drive(url: str, users: int, seconds: float, convs: list[list[str]],
 # ---------------------------------------------------------------- the report
 
 
-def _percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100) of a non-empty list."""
-    ordered = sorted(values)
-    rank = max(1, -(-len(ordered) * q // 100))
-    return ordered[int(rank) - 1]
-
-
 @dataclass
 class Report:
     """The figures of one run."""
@@ -204,6 +199,9 @@ class Report:
         def mb(v: float | None) -> str:
             return "n/a" if v is None else f"{v:.0f} MB"
 
+        def ms(v: float) -> str:
+            return "n/a" if math.isnan(v) else f"{v:.0f} ms"
+
         def mark(ok: bool) -> str:
             return "met" if ok else "**missed**"
 
@@ -214,10 +212,10 @@ class Report:
              + mark(self.answers_per_s >= TARGETS["answers_per_s"])),
             ("answers", str(self.answers), ""),
             ("errors (non-2xx or exceptions)", str(self.errors), "0: " + mark(self.errors == 0)),
-            ("latency p50", f"{self.p50_ms:.0f} ms", ""),
-            ("latency p95", f"{self.p95_ms:.0f} ms",
+            ("latency p50", ms(self.p50_ms), ""),
+            ("latency p95", ms(self.p95_ms),
              f"≤ {TARGETS['p95_ms']:.0f} ms: " + mark(self.p95_ms <= TARGETS["p95_ms"])),
-            ("latency p99", f"{self.p99_ms:.0f} ms", ""),
+            ("latency p99", ms(self.p99_ms), ""),
             ("server RSS before", mb(self.rss_before_mb), ""),
             ("server RSS after", mb(self.rss_after_mb), ""),
             ("server RSS growth", "n/a" if growth is None else f"{growth:+.0f} MB",
@@ -238,7 +236,8 @@ class Report:
             "",
             f"{self.users} concurrent users for {self.seconds:g} s against POST /api/ask "
             f"(conversations from {self.eval_set}, follow-ups with history); "
-            f"{os.cpu_count()} CPU cores; PLANQA_THREADS={self.threads}. "
+            f"{os.cpu_count()} CPU cores; PLANQA_THREADS={self.threads}. Latency percentiles "
+            "by nearest rank (tools.stats.percentile). "
             f"Produced by `python -m tools.load --users {self.users} "
             f"--seconds {self.seconds:g}`.",
             "",
@@ -260,7 +259,7 @@ class Report:
 def _report(tally: Tally, users: int, seconds: float, before: dict[str, int],
             after: dict[str, int], cpu_s: float | None = None,
             eval_set: Path = DEFAULT_EVAL_SET) -> Report:
-    lat = [x * 1000 for x in tally.latencies] or [0.0]
+    lat = [x * 1000 for x in tally.latencies]  # none answered: NaN, shown as n/a
     wall = max(tally.finished - tally.started, 1e-9)
 
     def mb(d: dict[str, int], key: str) -> float | None:
@@ -269,7 +268,7 @@ def _report(tally: Tally, users: int, seconds: float, before: dict[str, int],
     return Report(
         users=users, seconds=seconds, answers=len(tally.latencies), errors=tally.errors,
         answers_per_s=len(tally.latencies) / wall,
-        p50_ms=_percentile(lat, 50), p95_ms=_percentile(lat, 95), p99_ms=_percentile(lat, 99),
+        p50_ms=percentile(lat, 50), p95_ms=percentile(lat, 95), p99_ms=percentile(lat, 99),
         rss_before_mb=mb(before, "VmRSS"), rss_after_mb=mb(after, "VmRSS"),
         rss_peak_mb=mb(after, "VmHWM"),
         anon_before_mb=mb(before, "RssAnon"), anon_after_mb=mb(after, "RssAnon"),

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Callable, Iterable
@@ -29,7 +30,7 @@ class Timing:
         return len(self.wall)
 
     def p(self, q: float, cpu: bool = False) -> float:
-        """The q-th percentile (0..100) in seconds."""
+        """The q-th percentile (0..100) in seconds, by `percentile`."""
         return percentile(self.cpu if cpu else self.wall, q)
 
     def ms(self, q: float, cpu: bool = False) -> float:
@@ -41,11 +42,24 @@ class Timing:
 
 
 def percentile(samples: Iterable[float], q: float) -> float:
-    """Linear-interpolated percentile; NaN for no samples."""
-    import numpy as np
+    """The q-th percentile (q in 0..100) by nearest rank: the smallest sample that at
+    least q% of the samples do not exceed; NaN for no samples.
 
-    values = list(samples)
-    return float(np.percentile(values, q)) if values else float("nan")
+    Nearest rank, not linear interpolation, because the targets read "p95 ≤ 500 ms",
+    i.e. 95% of requests took at most that long: the nearest-rank p95 is a latency some
+    request really had and meets exactly that statement for any n, while an
+    interpolated p95 can be a value between two samples that no request took, and its
+    meaning shifts with n. q=0 gives the minimum, q=100 the maximum; the median of an
+    even count is the lower of the two middle samples.
+    """
+    if not 0 <= q <= 100:
+        raise ValueError(f"percentile q must be in 0..100, not {q}")
+    ordered = sorted(samples)
+    if not ordered:
+        return float("nan")
+    # round() first so that float noise (n * 99.9 / 100) cannot push the rank up by one
+    rank = max(1, math.ceil(round(len(ordered) * q / 100, 9)))
+    return float(ordered[rank - 1])
 
 
 def load1() -> float:
