@@ -34,7 +34,7 @@ run: setup
 	$(PY) app.py
 
 test: setup browser-deps
-	$(PY) -m ruff check src tests app.py
+	$(PY) -m ruff check src tests tools app.py
 	$(PY) -m pytest
 
 eval: setup
@@ -51,7 +51,7 @@ load: setup
 	$(PY) -m tools.load
 
 lint: setup
-	$(PY) -m ruff check src tests app.py
+	$(PY) -m ruff check src tests tools app.py
 
 clean:
-	rm -rf $(VENV) test-artifacts .pytest_cache
+	rm -rf $(VENV) test-artifacts .pytest_cache build/bench
