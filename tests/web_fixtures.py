@@ -44,7 +44,7 @@ class LiveServer:
 
 @contextlib.contextmanager
 def run_app_subprocess(tmp: Path, env: dict[str, str] | None = None) -> Iterator[LiveServer]:
-    """`python app.py` on a free port (planqa.load starts it); yields once it printed
+    """`python app.py` on a free port (server.start_server starts it); yields once it printed
     "ready at", with its feedback log in `tmp`."""
     from server import start_server
 
