@@ -34,7 +34,7 @@ run: setup
 	$(PY) app.py
 
 test: setup browser-deps
-	$(PY) -m ruff check src tests app.py
+	$(PY) -m ruff check src tests tools app.py
 	$(PY) -m pytest
 
 eval: setup
@@ -45,13 +45,13 @@ index: setup
 	$(PY) -m planqa index
 
 bench: setup
-	$(PY) -m planqa bench
+	$(PY) -m tools.bench
 
 load: setup
-	$(PY) -m planqa load
+	$(PY) -m tools.load
 
 lint: setup
-	$(PY) -m ruff check src tests app.py
+	$(PY) -m ruff check src tests tools app.py
 
 clean:
-	rm -rf $(VENV) test-artifacts .pytest_cache
+	rm -rf $(VENV) test-artifacts .pytest_cache build/bench

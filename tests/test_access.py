@@ -209,8 +209,9 @@ def test_login_guards_gradio_api_too(shared_qa, run_app, tmp_path: Path) -> None
 # ---------------------------------------------------------------- no shell, no eval
 
 
-#: Modules that may start processes: command-line tools, with fixed argument lists.
-PROCESS_TOOLS = {"cli.py", "load.py", "bench.py"}
+#: Modules that may start processes: command-line tools and the test server starter,
+#: with fixed argument lists.
+PROCESS_TOOLS = {"cli.py", "measure.py", "server.py"}
 FORBIDDEN_CALLS = {"eval", "exec", "compile", "__import__"}
 FORBIDDEN_ATTRS = {("os", "system"), ("os", "popen"), ("os", "execv"), ("os", "execvp"),
                    ("os", "execve"), ("os", "spawnl"), ("os", "spawnv"), ("os", "posix_spawn"),
@@ -218,7 +219,9 @@ FORBIDDEN_ATTRS = {("os", "system"), ("os", "popen"), ("os", "execv"), ("os", "e
 
 
 def _modules() -> list[Path]:
-    found = sorted(PACKAGE.glob("*.py"))
+    """The runtime package, the tools beside it (bench, load) and the server starter."""
+    found = [*sorted(PACKAGE.glob("*.py")), *sorted((REPO / "tools").glob("*.py")),
+             REPO / "tests" / "server.py"]
     assert {"webapp.py", "chain.py", "load.py"} <= {p.name for p in found}
     return found
 

@@ -1,4 +1,4 @@
-"""`planqa bench` smoke test: every stage runs on a few questions and the report and
+"""`python -m tools.bench` smoke test: every stage runs on a few questions and the report and
 chart are written with sane figures. No timing thresholds (shared CI machines)."""
 
 from __future__ import annotations
@@ -6,11 +6,11 @@ from __future__ import annotations
 import math
 
 import pytest
+from tools import bench, bench_report, compare, measure, stats
 
-from planqa import bench
 from planqa.evaluation import MULTITURN, load_cases
 
-TINY = bench.BenchConfig(passes=1, warmup=1, build_runs=1, cold_runs=1, profile_asks=3,
+TINY = measure.BenchConfig(passes=1, warmup=1, build_runs=1, cold_runs=1, profile_asks=3,
                          thread_probe=False)
 
 
@@ -29,7 +29,7 @@ def run_once(settings, qa, tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
     cases = _few_cases()
     result = bench.run(settings, TINY, cases=cases, qa=qa, mode="quick")
-    bench.write_outputs(result, out)
+    bench_report.write_outputs(result, out)
     return result, out, cases
 
 
@@ -85,11 +85,28 @@ def test_report_and_chart_are_written(run_once):
 
 
 def test_contains_all_needs_every_fact():
-    assert bench.contains_all("事業編制精簡到1120名", ["事业编制", "1120"])  # t2s first
-    assert not bench.contains_all("事业编制", ["事业编制", "1120"])
-    assert not bench.contains_all("anything", [])
+    assert compare.contains_all("事業編制精簡到1120名", ["事业编制", "1120"])  # t2s first
+    assert not compare.contains_all("事业编制", ["事业编制", "1120"])
+    assert not compare.contains_all("anything", [])
 
 
-def test_percentile():
-    assert bench.percentile([1.0, 2.0, 3.0], 50) == 2.0
-    assert math.isnan(bench.percentile([], 50))
+def test_percentile_is_nearest_rank():
+    assert stats.percentile([1.0, 2.0, 3.0], 50) == 2.0
+    assert stats.percentile([4.0, 1.0, 3.0, 2.0], 50) == 2.0  # a sample, not 2.5
+    hundred = [float(x) for x in range(1, 101)]
+    assert stats.percentile(hundred, 95) == 95.0 and stats.percentile(hundred, 99) == 99.0
+    assert stats.percentile(hundred, 0) == 1.0 and stats.percentile(hundred, 100) == 100.0
+    assert math.isnan(stats.percentile([], 50))
+    with pytest.raises(ValueError):
+        stats.percentile([1.0], 101)
+
+
+def test_one_definition_per_statistic():
+    """The load test's p95 is the benchmark's, and the benchmark's exact-clause figure is
+    eval's citation@1."""
+    from tools import load
+
+    from planqa import evaluation
+
+    assert load.percentile is stats.percentile
+    assert compare.cites_gold is evaluation.cites_gold

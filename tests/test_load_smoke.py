@@ -1,6 +1,6 @@
 """The load generator, briefly, and the query batcher that carries the server's load.
 
-`planqa load` end to end for ~5 s with 5 users (its own `python app.py` on a free
+`python -m tools.load` end to end for ~5 s with 5 users (its own `python app.py` on a free
 loopback port): no request may fail. No throughput is asserted: CI machines are shared
 and noisy (`make load` measures; see bench/load.md).
 """
@@ -24,14 +24,13 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def test_load_smoke_has_no_errors(tmp_path: Path) -> None:
-    out = tmp_path / "load.md"
     proc = subprocess.run(
-        [sys.executable, "-m", "planqa", "load", "--users", "5", "--seconds", "5",
-         "--out", str(out)],
+        [sys.executable, "-m", "tools.load", "--users", "5", "--seconds", "5",
+         "--out", str(tmp_path)],
         cwd=REPO, capture_output=True, text=True, timeout=300,
         env={**os.environ, "PLANQA_API_TOKEN": "", "PLANQA_LLM_BASE_URL": ""})
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    report = out.read_text("utf-8")
+    report = (tmp_path / "load.md").read_text("utf-8")
     assert report in proc.stdout  # printed and written alike
     assert re.search(r"^\| errors \(non-2xx or exceptions\) \| 0 \|", report, re.M), report
     answers = int(re.search(r"^\| answers \| (\d+) \|", report, re.M).group(1))
@@ -43,7 +42,7 @@ def test_load_smoke_has_no_errors(tmp_path: Path) -> None:
 
 
 def test_load_refuses_a_remote_url() -> None:
-    from planqa.load import run
+    from tools.load import run
 
     with pytest.raises(ValueError, match="loopback"):
         run(users=1, seconds=1, url="http://192.0.2.1:7860", out=None)  # checked before use

@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from planqa.load import free_port
+from server import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 #: Loading the model and the index on a cold CI machine can take a while.
@@ -43,9 +43,9 @@ class LiveServer:
 
 @contextlib.contextmanager
 def run_app_subprocess(tmp: Path, env: dict[str, str] | None = None) -> Iterator[LiveServer]:
-    """`python app.py` on a free port (planqa.load starts it); yields once it printed
+    """`python app.py` on a free port (server.start_server starts it); yields once it printed
     "ready at", with its feedback log in `tmp`."""
-    from planqa.load import start_server
+    from server import start_server
 
     log = tmp / "feedback.jsonl"
     extra = {"PLANQA_FEEDBACK_LOG": str(log), "GRADIO_ANALYTICS_ENABLED": "False",

@@ -5,8 +5,9 @@
     planqa ask "问题"        answer one question (--json for machines)
     planqa chat             a terminal conversation with history
     planqa eval             retrieval and answer metrics on eval/ (--gate to enforce thresholds)
-    planqa bench            latency, cold start, memory
-    planqa load             load test of the web API on loopback (bench/load.md)
+
+The benchmark and the load generator are tools of a checkout, not of the library:
+`python -m tools.bench` and `python -m tools.load` from the repository root.
 """
 
 from __future__ import annotations
@@ -94,19 +95,6 @@ def _cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
                      out=Path(args.out) if args.out else None, links=not args.no_links)
 
 
-def _cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
-    from planqa.bench import main as bench_main
-
-    return bench_main(settings, quick=args.quick)
-
-
-def _cmd_load(args: argparse.Namespace, settings: Settings) -> int:
-    from planqa.load import main as load_main
-
-    return load_main(users=args.users, seconds=args.seconds, port=args.port, url=args.url,
-                     out=Path(args.out))
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="planqa", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -126,16 +114,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-links", action="store_true",
                    help="without the question links (an in-memory index), to show their gain")
     p.set_defaults(fn=_cmd_eval)
-    p = sub.add_parser("bench", help="speed and memory benchmark")
-    p.add_argument("--quick", action="store_true", help="fewer repetitions")
-    p.set_defaults(fn=_cmd_bench)
-    p = sub.add_parser("load", help="load test of the web API (loopback only)")
-    p.add_argument("--users", type=int, default=20, help="concurrent users (default 20)")
-    p.add_argument("--seconds", type=float, default=60.0, help="duration (default 60)")
-    p.add_argument("--port", type=int, default=0, help="server port (default: a free one)")
-    p.add_argument("--url", default="", help="load a running server instead (loopback only)")
-    p.add_argument("--out", default="bench/load.md", help="Markdown report (bench/load.md)")
-    p.set_defaults(fn=_cmd_load)
     return parser
 
 

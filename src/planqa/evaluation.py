@@ -23,7 +23,9 @@ from planqa.refs import make_ref
 from planqa.retrieval import Hit
 from planqa.text import to_simplified
 
-DEFAULT_SET = Path(__file__).resolve().parents[2] / "eval" / "qa.jsonl"
+#: Eval sets are files of a checkout, not of the package: paths relative to the current
+#: directory (run from the repository root), any other set by argument (`planqa eval --set`).
+DEFAULT_SET = Path("eval") / "qa.jsonl"
 #: Written apart from the system by someone who saw only the plan (see eval/README.md):
 #: what planqa scores on questions nobody tuned it on.
 HELDOUT_SET = DEFAULT_SET.with_name("heldout.jsonl")

@@ -1,4 +1,4 @@
-"""The two stock retrieval recipes planqa is benchmarked against (see planqa.bench).
+"""The two stock retrieval recipes planqa is benchmarked against (see tools.bench).
 
 Both index the same cleaned plan text with the same embedding model as planqa, and
 the "answer" a reader gets is the top chunk:

@@ -1,10 +1,12 @@
-"""`planqa load`: a load test of the web app's JSON API, on loopback only.
+"""`python -m tools.load`: a load test of the web app's JSON API, on loopback only.
 
 Starts `python app.py` on a free 127.0.0.1 port (or uses `--url`), then N simulated
 staff members each run conversations from the eval set against POST /api/ask: single
 questions and multi-turn dialogues that send their history, as the chat does. After
 the given duration the users stop, the server is stopped, and a report is printed and
-written as Markdown (bench/load.md by default):
+written as Markdown, load.md in `--out` (build/bench/ by default, untracked; `--out
+bench` refreshes the committed bench/load.md). Paths are relative to the current
+directory: run it from the repository root (`make load`).
 
     answers/s sustained, p50/p95/p99 latency, errors (non-2xx or exceptions),
     the server's RSS before and after the run, and its peak (VmHWM).
@@ -15,26 +17,31 @@ questions here; nothing is scored.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
+import math
 import os
 import random
-import subprocess
 import sys
-import tempfile
-import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from planqa.config import Settings
+# The server starter is the web tests' own (tools run from a checkout, beside tests/).
+from tests.server import Server, start_server
 
-REPO = Path(__file__).resolve().parents[2]
-APP_PY = REPO / "app.py"
-DEFAULT_OUT = REPO / "bench" / "load.md"
-#: Loading torch, the model and the index on a busy 2-core machine can take a while.
-STARTUP_TIMEOUT = 240.0
+from planqa.config import Settings
+from tools.stats import percentile
+
+#: The server script, relative to the current directory (`--app`).
+APP_PY = Path("app.py")
+#: The folder load.md goes to (build/ is untracked); `--out bench` for the committed copy.
+DEFAULT_OUT = Path("build") / "bench"
+DEFAULT_EVAL_SET = Path("eval") / "qa.jsonl"
+#: The report's first line: how the committed copy in bench/ is refreshed.
+REFRESH_NOTE = ("Refresh by hand from the repository root: `python -m tools.load --out bench` "
+                "(`make load` writes to build/bench/, untracked).")
 #: One request may not take longer than this; a slower one counts as an error.
 REQUEST_TIMEOUT = 30.0
 #: The targets on 2 cores (the report marks each as met or missed).
@@ -44,7 +51,7 @@ TARGETS = {"answers_per_s": 50.0, "p95_ms": 500.0, "rss_growth_mb": 50.0}
 # ---------------------------------------------------------------- conversations
 
 
-def conversations(path: Path | None = None) -> list[list[str]]:
+def conversations(path: Path = DEFAULT_EVAL_SET) -> list[list[str]]:
     """Each eval case as the questions of one conversation (one for single questions,
     several for multi-turn dialogues, whose follow-ups need the history)."""
     from planqa.evaluation import load_cases
@@ -77,69 +84,6 @@ def _cpu_seconds(pid: int) -> float | None:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError):
         return None
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nobody listens on right now."""
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class Server:
-    """A server this tool started: its URL, process id and the lines it printed."""
-
-    url: str
-    pid: int | None
-    output: list[str] = field(default_factory=list)
-
-
-def _drain(stream, sink: list[str], ready: threading.Event) -> None:
-    # A thread reads the output so the server never blocks on a full pipe.
-    for line in stream:
-        sink.append(line)
-        if line.startswith("ready at "):
-            ready.set()
-
-
-@contextlib.contextmanager
-def start_server(port: int = 0, env: dict[str, str] | None = None,
-                 timeout: float = STARTUP_TIMEOUT) -> Iterator[Server]:
-    """`python app.py --host 127.0.0.1 --port N` (N free when 0); yields once it printed
-    "ready at", stops it on exit. The argument list is fixed: no shell is involved."""
-    port = port or free_port()
-    with tempfile.TemporaryDirectory(prefix="planqa-load-") as tmp:
-        full_env = {**os.environ, "PYTHONUNBUFFERED": "1",
-                    # the run must not add lines to the staff's real feedback log
-                    "PLANQA_FEEDBACK_LOG": str(Path(tmp) / "feedback.jsonl"), **(env or {})}
-        if APP_PY.is_file():
-            cmd = [sys.executable, str(APP_PY), "--host", "127.0.0.1", "--port", str(port)]
-        else:  # an installed wheel has no app.py
-            full_env.update(PLANQA_HOST="127.0.0.1", PLANQA_PORT=str(port))
-            cmd = [sys.executable, "-c", "from planqa.webapp import serve; serve()"]
-        proc = subprocess.Popen(cmd, env=full_env, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True,
-                                cwd=REPO if APP_PY.is_file() else None)
-        output: list[str] = []
-        ready = threading.Event()
-        threading.Thread(target=_drain, args=(proc.stdout, output, ready), daemon=True).start()
-        try:
-            deadline = time.monotonic() + timeout
-            while not ready.wait(0.2):
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the server did not become ready:\n"
-                                       + "".join(output[-40:]))
-            yield Server(url=f"http://127.0.0.1:{port}", pid=proc.pid, output=output)
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
 
 
 # ---------------------------------------------------------------- the users
@@ -211,13 +155,6 @@ async def drive(url: str, users: int, seconds: float, convs: list[list[str]],
 # ---------------------------------------------------------------- the report
 
 
-def _percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100) of a non-empty list."""
-    ordered = sorted(values)
-    rank = max(1, -(-len(ordered) * q // 100))
-    return ordered[int(rank) - 1]
-
-
 @dataclass
 class Report:
     """The figures of one run."""
@@ -242,6 +179,7 @@ class Report:
     load_average: float
     threads: str
     error_samples: list[str] = field(default_factory=list)
+    eval_set: str = str(DEFAULT_EVAL_SET)
 
     @property
     def rss_growth_mb(self) -> float | None:
@@ -261,6 +199,9 @@ class Report:
         def mb(v: float | None) -> str:
             return "n/a" if v is None else f"{v:.0f} MB"
 
+        def ms(v: float) -> str:
+            return "n/a" if math.isnan(v) else f"{v:.0f} ms"
+
         def mark(ok: bool) -> str:
             return "met" if ok else "**missed**"
 
@@ -271,10 +212,10 @@ class Report:
              + mark(self.answers_per_s >= TARGETS["answers_per_s"])),
             ("answers", str(self.answers), ""),
             ("errors (non-2xx or exceptions)", str(self.errors), "0: " + mark(self.errors == 0)),
-            ("latency p50", f"{self.p50_ms:.0f} ms", ""),
-            ("latency p95", f"{self.p95_ms:.0f} ms",
+            ("latency p50", ms(self.p50_ms), ""),
+            ("latency p95", ms(self.p95_ms),
              f"≤ {TARGETS['p95_ms']:.0f} ms: " + mark(self.p95_ms <= TARGETS["p95_ms"])),
-            ("latency p99", f"{self.p99_ms:.0f} ms", ""),
+            ("latency p99", ms(self.p99_ms), ""),
             ("server RSS before", mb(self.rss_before_mb), ""),
             ("server RSS after", mb(self.rss_after_mb), ""),
             ("server RSS growth", "n/a" if growth is None else f"{growth:+.0f} MB",
@@ -291,10 +232,14 @@ class Report:
         lines = [
             "# planqa load test",
             "",
+            REFRESH_NOTE,
+            "",
             f"{self.users} concurrent users for {self.seconds:g} s against POST /api/ask "
-            f"(conversations from eval/qa.jsonl, follow-ups with history); "
-            f"{os.cpu_count()} CPU cores; PLANQA_THREADS={self.threads}. "
-            "Produced by `make load`.",
+            f"(conversations from {self.eval_set}, follow-ups with history); "
+            f"{os.cpu_count()} CPU cores; PLANQA_THREADS={self.threads}. Latency percentiles "
+            "by nearest rank (tools.stats.percentile). "
+            f"Produced by `python -m tools.load --users {self.users} "
+            f"--seconds {self.seconds:g}`.",
             "",
             "| metric | value | target (2 cores) |",
             "|---|---|---|",
@@ -312,8 +257,9 @@ class Report:
 
 
 def _report(tally: Tally, users: int, seconds: float, before: dict[str, int],
-            after: dict[str, int], cpu_s: float | None = None) -> Report:
-    lat = [x * 1000 for x in tally.latencies] or [0.0]
+            after: dict[str, int], cpu_s: float | None = None,
+            eval_set: Path = DEFAULT_EVAL_SET) -> Report:
+    lat = [x * 1000 for x in tally.latencies]  # none answered: NaN, shown as n/a
     wall = max(tally.finished - tally.started, 1e-9)
 
     def mb(d: dict[str, int], key: str) -> float | None:
@@ -322,7 +268,7 @@ def _report(tally: Tally, users: int, seconds: float, before: dict[str, int],
     return Report(
         users=users, seconds=seconds, answers=len(tally.latencies), errors=tally.errors,
         answers_per_s=len(tally.latencies) / wall,
-        p50_ms=_percentile(lat, 50), p95_ms=_percentile(lat, 95), p99_ms=_percentile(lat, 99),
+        p50_ms=percentile(lat, 50), p95_ms=percentile(lat, 95), p99_ms=percentile(lat, 99),
         rss_before_mb=mb(before, "VmRSS"), rss_after_mb=mb(after, "VmRSS"),
         rss_peak_mb=mb(after, "VmHWM"),
         anon_before_mb=mb(before, "RssAnon"), anon_after_mb=mb(after, "RssAnon"),
@@ -330,7 +276,7 @@ def _report(tally: Tally, users: int, seconds: float, before: dict[str, int],
                            if cpu_s is not None and tally.latencies else None),
         load_average=os.getloadavg()[0],
         threads=str(Settings.from_env().threads),  # what the server (same env) uses
-        error_samples=tally.error_samples,
+        error_samples=tally.error_samples, eval_set=str(eval_set),
     )
 
 
@@ -344,42 +290,66 @@ def _check_loopback(url: str) -> None:
 
 
 def run(users: int = 20, seconds: float = 60.0, port: int = 0, url: str = "",
-        out: Path | None = DEFAULT_OUT, token: str = "") -> Report:
-    """Start the server (unless `url` is given), load it, stop it; write the report."""
+        out: Path | None = DEFAULT_OUT, token: str = "", eval_set: Path = DEFAULT_EVAL_SET,
+        app: Path = APP_PY) -> Report:
+    """Start the server (`app`, unless `url` is given), load it with the conversations of
+    `eval_set`, stop it; write the report as load.md into the folder `out` (None: don't)."""
     if users < 1 or seconds <= 0:
         raise ValueError("--users must be at least 1 and --seconds positive")
     if url:
         _check_loopback(url)
-    convs = conversations()
+    convs = conversations(eval_set)
     token = token or os.environ.get("PLANQA_API_TOKEN", "")
     with contextlib.ExitStack() as stack:
         if url:
             server = Server(url=url.rstrip("/"), pid=None)
         else:
-            server = stack.enter_context(start_server(port))
+            server = stack.enter_context(start_server(port, app=app))
         before = _rss_kb(server.pid) if server.pid else {}
         cpu0 = _cpu_seconds(server.pid) if server.pid else None
         tally = asyncio.run(drive(server.url, users, seconds, convs, token))
         after = _rss_kb(server.pid) if server.pid else {}
         cpu1 = _cpu_seconds(server.pid) if server.pid else None
     cpu_s = cpu1 - cpu0 if cpu0 is not None and cpu1 is not None else None
-    report = _report(tally, users, seconds, before, after, cpu_s)
+    report = _report(tally, users, seconds, before, after, cpu_s, eval_set)
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(report.markdown(), encoding="utf-8")
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "load.md").write_text(report.markdown(), encoding="utf-8")
     return report
 
 
-def main(users: int = 20, seconds: float = 60.0, port: int = 0, url: str = "",
-         out: Path | None = DEFAULT_OUT) -> int:
-    """`planqa load`: run, print the report; 1 when any request failed, 2 when the
-    server did not start."""
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.load", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--users", type=int, default=20, help="concurrent users (default 20)")
+    parser.add_argument("--seconds", type=float, default=60.0, help="duration (default 60)")
+    parser.add_argument("--port", type=int, default=0, help="server port (default: a free one)")
+    parser.add_argument("--url", default="", help="load a running server instead (loopback only)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                        help=f"folder for load.md (default {DEFAULT_OUT}; `bench` refreshes "
+                        "the committed copy)")
+    parser.add_argument("--eval-set", type=Path, default=DEFAULT_EVAL_SET,
+                        help=f"JSONL set the conversations come from (default {DEFAULT_EVAL_SET})")
+    parser.add_argument("--app", type=Path, default=APP_PY,
+                        help=f"the server script to start (default {APP_PY})")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m tools.load`: run, print the report; 1 when any request failed, 2 when
+    the server did not start or an argument is wrong."""
+    args = build_parser().parse_args(argv)
     try:
-        report = run(users=users, seconds=seconds, port=port, url=url, out=out)
-    except RuntimeError as exc:  # the server's last lines say why
-        print(f"planqa load: {exc}", file=sys.stderr)
+        report = run(users=args.users, seconds=args.seconds, port=args.port, url=args.url,
+                     out=args.out, eval_set=args.eval_set, app=args.app)
+    except (RuntimeError, ValueError, OSError) as exc:  # the server's last lines say why
+        print(f"tools.load: {exc}", file=sys.stderr)
         return 2
     print(report.markdown(), end="")
-    if out is not None:
-        print(f"\n(written to {out})")
+    print(f"\n(written to {args.out / 'load.md'})")
     return 1 if report.errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
