@@ -6,6 +6,8 @@ from pathlib import Path
 import pytest
 
 from planqa.evaluation import (
+    BLIND2_GATES,
+    BLIND2_SET,
     GATES,
     HELDOUT_GATES,
     HELDOUT_SET,
@@ -80,3 +82,31 @@ def test_heldout_meets_its_gates(heldout_report):
     print("\n" + format_report(heldout_report))
     assert check_gates(heldout_report, HELDOUT_GATES) == [], format_report(heldout_report)
     assert heldout_report["answers"]["verbatim"] == 1.0
+
+
+@pytest.fixture(scope="module")
+def blind2_report(qa):
+    r = run_eval(qa, load_cases(BLIND2_SET))
+    (ARTIFACTS / "eval-blind2.md").parent.mkdir(exist_ok=True)
+    (ARTIFACTS / "eval-blind2.md").write_text(format_report(r), encoding="utf-8")
+    return r
+
+
+def test_blind2_set_shape():
+    cases = load_cases(BLIND2_SET)
+    kinds = {c.kind: sum(x.kind == c.kind for x in cases) for c in cases}
+    assert kinds["out_of_scope"] >= 20 and kinds["roundup"] >= 10 and kinds["followup"] >= 15
+    assert all(len(t.refs) >= 2 for c in cases if c.kind == "roundup" for t in c.turns)
+    # None of its questions may be a question link (links are written apart from it).
+    from planqa.config import Settings
+    from planqa.links import read_links
+
+    links = {lk.question for lk in read_links(Settings().links_path)}
+    assert not links & {t.question for c in cases for t in c.turns}
+
+
+def test_blind2_meets_its_gates(blind2_report):
+    print("\n" + format_report(blind2_report))
+    assert check_gates(blind2_report, BLIND2_GATES) == [], format_report(blind2_report)
+    assert blind2_report["answers"]["verbatim"] == 1.0
+

@@ -5,6 +5,8 @@
     planqa ask "问题"        answer one question (--json for machines)
     planqa chat             a terminal conversation with history
     planqa eval             retrieval and answer metrics on eval/ (--gate to enforce thresholds)
+    planqa link "问题" 二、3  attach a question link to a passage (then `planqa index`)
+    planqa links [--suggest] list the links, or the 👎 feedback questions to review
 
 The benchmark and the load generator are tools of a checkout, not of the library:
 `python -m tools.bench` and `python -m tools.load` from the repository root.
@@ -95,6 +97,33 @@ def _cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
                      out=Path(args.out) if args.out else None, links=not args.no_links)
 
 
+def _cmd_link(args: argparse.Namespace, settings: Settings) -> int:
+    from planqa.corpus import load_plan
+    from planqa.links import add_link
+
+    link = add_link(settings.links_path, args.question, args.ref, load_plan(settings.plan_path))
+    print(f"linked “{link.question}” to {link.ref} in {settings.links_path}; "
+          "run `make index` (or `planqa index`) to use it")
+    return 0
+
+
+def _cmd_links(args: argparse.Namespace, settings: Settings) -> int:
+    from planqa.links import read_links, suggestions
+
+    if args.suggest:
+        rows = suggestions(settings.feedback_log)
+        for r in rows:
+            cited = ", ".join(x for x in r["cited"] if x) or "-"
+            note = f"  # {r['comment']}" if r["comment"] else ""
+            print(f"{r['question']}\t(cited {cited}){note}")
+        print(f"{len(rows)} question(s) marked 👎 in {settings.feedback_log}; link one with "
+              '`planqa link "问题" 二、3`', file=sys.stderr)
+        return 0
+    for link in read_links(settings.links_path):
+        print(f"{link.ref}\t{link.question}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="planqa", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -114,6 +143,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-links", action="store_true",
                    help="without the question links (an in-memory index), to show their gain")
     p.set_defaults(fn=_cmd_eval)
+    p = sub.add_parser("link", help="attach a question to a passage (a question link)")
+    p.add_argument("question")
+    p.add_argument("ref", help="the passage: 二、3, 四 (a section's lead) or 前言")
+    p.set_defaults(fn=_cmd_link)
+    p = sub.add_parser("links", help="list the question links")
+    p.add_argument("--suggest", action="store_true",
+                   help="list questions staff marked 👎, to review as new links")
+    p.set_defaults(fn=_cmd_links)
     return parser
 
 

@@ -40,12 +40,12 @@ ABLATIONS = {
 #: closing notes / bench/report.md) less about one question's worth of margin, so a
 #: regression of two questions fails CI while float noise across machines does not.
 GATES = {
-    "retrieval.hit@1": 0.90,  # measured 0.915
-    "retrieval.hit@3": 0.95,  # measured 0.965
-    "answers.citation@1": 0.92,  # measured 0.929
-    "answers.fact_recall": 0.90,  # measured 0.908
-    "answers.refusal_recall": 0.925,  # measured 0.950 (one of 40 is 0.025)
-    "answers.false_refusal_rate": 0.02,  # at most; measured 0.010
+    "retrieval.hit@1": 0.93,  # measured 0.950 (0.915 without the question links)
+    "retrieval.hit@3": 0.95,  # measured 0.965 before the links
+    "answers.citation@1": 0.93,  # measured 0.949
+    "answers.fact_recall": 0.89,  # measured 0.909
+    "answers.refusal_recall": 0.90,  # measured 0.925 (one of 40 is 0.025; was 0.950)
+    "answers.false_refusal_rate": 0.025,  # at most; measured 0.020
     "answers.verbatim": 1.0,  # measured 1.0: every quote stands in the plan
 }
 #: The held-out set is smaller (68 in-scope, 20 out-of-scope questions: one question is
@@ -61,9 +61,25 @@ HELDOUT_GATES = {
 }
 
 
+#: blind2.jsonl (160 cases written apart from the system; its first run, before any
+#: change it could prompt, is eval/runs/blind2-first-run.md). Measured after the
+#: natural-questions work in the comments; margins of about two questions.
+BLIND2_SET = DEFAULT_SET.with_name("blind2.jsonl")
+BLIND2_GATES = {
+    "retrieval.hit@1": 0.88,  # measured 0.911 (first run 0.887)
+    "answers.citation@1": 0.86,  # measured 0.887 (first run 0.844)
+    "answers.fact_recall": 0.77,  # measured 0.808 (first run 0.771)
+    "answers.refusal_recall": 0.68,  # measured 0.773 (first run 0.773; 22 turns)
+    "answers.false_refusal_rate": 0.07,  # at most; measured 0.044 (first run 0.075)
+    "answers.verbatim": 1.0,
+}
+
+
 def gates_for(path: Path | None) -> dict[str, float]:
-    """The gates of an eval set: the held-out set has its own, any other set the main ones."""
-    return HELDOUT_GATES if path is not None and path.name == HELDOUT_SET.name else GATES
+    """The gates of an eval set: the held-out and blind sets have their own, any other
+    set the main ones."""
+    name = path.name if path is not None else ""
+    return {HELDOUT_SET.name: HELDOUT_GATES, BLIND2_SET.name: BLIND2_GATES}.get(name, GATES)
 
 
 @dataclass(frozen=True)
