@@ -52,7 +52,7 @@ def test_app_py_flags_default_to_env_and_import_does_no_work(monkeypatch) -> Non
     root = Path(__file__).resolve().parent.parent
     probe = subprocess.run(
         [sys.executable, "-c", "import sys, app; print(sorted(m for m in sys.modules "
-         "if m.startswith(('gradio', 'planqa.webapp', 'uvicorn', 'torch'))))"],
+         "if m.startswith(('gradio', 'planqa.web', 'uvicorn', 'torch'))))"],
         cwd=root, capture_output=True, text=True, timeout=60, check=True)
     assert probe.stdout.strip() == "[]"  # importing app.py loads nothing heavy
     spec = importlib.util.spec_from_file_location("planqa_app_entry", root / "app.py")
@@ -279,7 +279,7 @@ def test_unwritable_feedback_log_does_not_break_answering(
         shared_qa, run_app, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("a file where a directory should be")  # even root cannot mkdir here
-    caplog.set_level(logging.WARNING, logger="planqa.webapp")
+    caplog.set_level(logging.WARNING, logger="planqa.web")
     with run_app(shared_qa, tmp_path, feedback_log=blocker / "feedback.jsonl") as server:
         r = ask(server, {"question": Q_STAFF})
         assert r.status_code == 200 and r.json()["citations"][0]["ref"] == "二、2"
@@ -358,7 +358,7 @@ def test_missing_index_is_explained_not_crashed(run_app, tmp_path: Path) -> None
 
 
 def test_cards_escape_text_and_mark_the_quote() -> None:
-    from planqa.webapp import render_answer, render_card
+    from planqa.web.render import render_answer, render_card
 
     cite = {"ref": "二、2", "title": "A › B", "text": "前文。<script>x</script>引文。后文。",
             "highlights": ["引文。"], "quote": "引文。"}
@@ -376,7 +376,7 @@ def test_cards_escape_text_and_mark_the_quote() -> None:
 def test_script_switch_matches_the_library(shared_qa, question: str) -> None:
     """Switching the display script re-renders stored answers; the result must be what
     the library itself says in that script (quotes verbatim from the plan)."""
-    from planqa.webapp import convert_answer
+    from planqa.web.convert import convert_answer
 
     simp = shared_qa.ask(question, script="simplified").to_dict()
     trad = shared_qa.ask(question, script="traditional").to_dict()

@@ -63,7 +63,7 @@ def serve_in_thread(qa, tmp: Path, **overrides) -> Iterator[LiveServer]:
     import uvicorn
 
     from planqa.config import Settings
-    from planqa.webapp import create_app
+    from planqa.web.app import create_app
 
     settings = dataclasses.replace(
         Settings.from_env(), **{"feedback_log": tmp / "feedback.jsonl", "auth": "",

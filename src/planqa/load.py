@@ -119,7 +119,7 @@ def start_server(port: int = 0, env: dict[str, str] | None = None,
             cmd = [sys.executable, str(APP_PY), "--host", "127.0.0.1", "--port", str(port)]
         else:  # an installed wheel has no app.py
             full_env.update(PLANQA_HOST="127.0.0.1", PLANQA_PORT=str(port))
-            cmd = [sys.executable, "-c", "from planqa.webapp import serve; serve()"]
+            cmd = [sys.executable, "-c", "from planqa.web.app import serve; serve()"]
         proc = subprocess.Popen(cmd, env=full_env, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True,
                                 cwd=REPO if APP_PY.is_file() else None)
