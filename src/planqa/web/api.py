@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from planqa import __version__
+from planqa.chain import MAX_HISTORY_TURNS
 from planqa.errors import IndexUnavailable, InvalidQuestion, PlanQAError
 from planqa.text import clean_input
 from planqa.web.feedback import VOTES, feedback_record
@@ -29,8 +30,6 @@ logger = logging.getLogger(__name__)
 
 #: Largest request body /api/ask reads; more is refused with 413 before parsing.
 MAX_BODY_BYTES = 64 * 1024
-#: Longest history /api/ask accepts (turns); older ones are dropped unchecked.
-MAX_HISTORY_TURNS = 50
 SCRIPTS = ("simplified", "traditional")
 #: The JSON routes and their one method (another method gets 405).
 ROUTES = {"ask": "POST", "feedback": "POST", "health": "GET"}
@@ -130,7 +129,7 @@ async def read_json_object(request: Request) -> dict[str, Any]:
 
 def coerce_history(history: Any) -> list[tuple[str, str]]:
     """History as [(question, answer), …] from a list of pairs or a JSON string of one;
-    only the last MAX_HISTORY_TURNS are kept and checked.
+    only the last MAX_HISTORY_TURNS (the chain's limit) are kept and checked.
 
     Raises BadRequest (422) for anything else."""
     if history is None or history == "":
