@@ -27,7 +27,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Parse flags and serve until interrupted."""
     from planqa.config import Settings
-    from planqa.webapp import serve
+    from planqa.web.app import serve
 
     args = parse_args(argv)
     root = args.root_path.rstrip("/")

@@ -59,7 +59,7 @@ def start_server(port: int = 0, env: dict[str, str] | None = None,
                  timeout: float = STARTUP_TIMEOUT, app: Path = APP_PY) -> Iterator[Server]:
     """`python app.py --host 127.0.0.1 --port N` (N free when 0), run in app's folder;
     yields once it printed "ready at", stops it on exit. Without that file (planqa
-    installed from a wheel), `planqa.webapp.serve()` instead. The argument list is fixed:
+    installed from a wheel), `planqa.web.app.serve()` instead. The argument list is fixed:
     no shell is involved."""
     port = port or free_port()
     app = app.resolve()
@@ -71,7 +71,7 @@ def start_server(port: int = 0, env: dict[str, str] | None = None,
             cmd = [sys.executable, str(app), "--host", "127.0.0.1", "--port", str(port)]
         else:  # an installed wheel has no app.py
             full_env.update(PLANQA_HOST="127.0.0.1", PLANQA_PORT=str(port))
-            cmd = [sys.executable, "-c", "from planqa.webapp import serve; serve()"]
+            cmd = [sys.executable, "-c", "from planqa.web.app import serve; serve()"]
         proc = subprocess.Popen(cmd, env=full_env, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True,
                                 cwd=app.parent if app.is_file() else None)

@@ -9,6 +9,9 @@
 * no user input reaches a file path or a shell: hostile questions and feedback are
   answered or stored as text, and the package has no shell, eval or exec outside the
   command-line tools, whose argument lists are fixed.
+
+The bind address is checked on a real `python app.py`; everything else in-process, on
+the session's app (`api`) or on one with a token or a login (`run_app`).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import pytest
 
 from planqa.config import Settings
 
-# `run_app` (an in-process server with other settings) and `shared_qa`
+# `api` (a client on the session's app), `run_app` (an app with other settings), `shared_qa`
 pytest_plugins = ["web_fixtures"]
 
 REPO = Path(__file__).resolve().parent.parent
@@ -51,7 +54,9 @@ def default_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("PLANQA_HOST", "PLANQA_AUTH",
                                                             "PLANQA_API_TOKEN")}
-    env.update(PLANQA_FEEDBACK_LOG=str(tmp / "feedback.jsonl"), PYTHONUNBUFFERED="1")
+    env.update(PLANQA_FEEDBACK_LOG=str(tmp / "feedback.jsonl"), PYTHONUNBUFFERED="1",
+               # this checkout's code, even from another directory (PYTHONPATH may be relative)
+               PYTHONPATH=os.pathsep.join([str(REPO / "src"), env.get("PYTHONPATH", "")]))
     proc = subprocess.Popen([sys.executable, str(REPO / "app.py"), "--port", str(port)],
                             cwd=tmp, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
@@ -126,31 +131,29 @@ def _hostile_questions(tmp: Path) -> list[str]:
     ]
 
 
-def test_paths_and_shell_syntax_are_just_text(default_server: dict) -> None:
-    tmp = default_server["tmp"]
-    with httpx.Client(base_url=default_server["url"], timeout=30, trust_env=False) as client:
-        for question in _hostile_questions(tmp):
-            r = client.post("/api/ask", json={"question": question,
-                                              "history": [["../../etc/passwd", "$(id)"]]})
-            assert r.status_code == 200, (question, r.text)
-            data = r.json()
-            text = json.dumps(data, ensure_ascii=False)
-            assert "root:x:0:0" not in text and "uid=0" not in text, question
-            # every passage shown is the plan's, whatever the question named
-            for c in data["citations"] + data["related"]:
-                assert c["ref"] and "/etc" not in c["text"]
-        r = client.post("/api/ask", json={"question": "事业编制$(id)要精简到多少名？"})
-        assert r.json()["citations"][0]["ref"] == "二、2"  # answered, as text
-    for name, path in _canaries(tmp).items():
+def test_paths_and_shell_syntax_are_just_text(api, tmp_path: Path) -> None:
+    for question in _hostile_questions(tmp_path):
+        r = api.post("/api/ask", json={"question": question,
+                                       "history": [["../../etc/passwd", "$(id)"]]})
+        assert r.status_code == 200, (question, r.text)
+        data = r.json()
+        text = json.dumps(data, ensure_ascii=False)
+        assert "root:x:0:0" not in text and "uid=0" not in text, question
+        # every passage shown is the plan's, whatever the question named
+        for c in data["citations"] + data["related"]:
+            assert c["ref"] and "/etc" not in c["text"]
+    r = api.post("/api/ask", json={"question": "事业编制$(id)要精简到多少名？"})
+    assert r.json()["citations"][0]["ref"] == "二、2"  # answered, as text
+    for name, path in _canaries(tmp_path).items():
         assert not path.exists(), f"a shell ran the {name} payload"
 
 
-def test_feedback_fields_never_become_paths(default_server: dict) -> None:
-    tmp = default_server["tmp"]
-    log = tmp / "feedback.jsonl"
+def test_feedback_fields_never_become_paths(api) -> None:
+    log = api.feedback_log
+    tmp = log.parent  # the session app's own directory, holding only its log
     hostile = str(tmp / "evil" / ".." / "evil-file")
     before = set(tmp.rglob("*"))
-    r = httpx.post(default_server["url"] + "/api/feedback", timeout=10, json={
+    r = api.post("/api/feedback", json={
         "id": hostile, "question": "../../etc/passwd", "answer": f"$(touch {hostile})",
         "vote": "useful", "comment": "`rm -rf /`", "citations": [{"ref": "../../x"}]})
     assert r.status_code == 200, r.text
@@ -165,9 +168,9 @@ def test_feedback_fields_never_become_paths(default_server: dict) -> None:
 
 def test_token_is_compared_in_constant_time() -> None:
     """The check uses hmac.compare_digest, and never == / != on the token."""
-    from planqa import webapp
+    from planqa.web import api as web_api
 
-    source = inspect.getsource(webapp._add_api_routes)
+    source = inspect.getsource(web_api)
     assert "hmac.compare_digest(" in source
     tree = ast.parse(source)
     for node in ast.walk(tree):
@@ -177,11 +180,10 @@ def test_token_is_compared_in_constant_time() -> None:
 
 
 def test_token_near_misses_and_schemes(shared_qa, run_app, tmp_path: Path) -> None:
-    with run_app(shared_qa, tmp_path, api_token=TOKEN) as server:
+    with run_app(shared_qa, tmp_path, api_token=TOKEN) as client:
         def ask(auth: str | None) -> httpx.Response:
             headers = {"Authorization": auth} if auth is not None else {}
-            return httpx.post(server.api("/api/ask"), json={"question": Q_STAFF},
-                              headers=headers, timeout=30)
+            return client.post("/api/ask", json={"question": Q_STAFF}, headers=headers)
 
         for auth in ("", f"Bearer {TOKEN[:-1]}", f"Bearer {TOKEN}x", f"Bearer {TOKEN.upper()}",
                      f"Basic {TOKEN}", TOKEN, f"Bearer{TOKEN}", "Bearer", f"Token {TOKEN}"):
@@ -191,19 +193,18 @@ def test_token_near_misses_and_schemes(shared_qa, run_app, tmp_path: Path) -> No
             assert TOKEN not in r.text  # a refusal never echoes the secret
         assert ask(f"bearer {TOKEN}").status_code == 200  # the scheme is case-insensitive
         vote = {"question": Q_STAFF, "answer": "a", "vote": "useful"}
-        assert httpx.post(server.api("/api/feedback"), json=vote, timeout=10).status_code == 401
-        ok = httpx.post(server.api("/api/feedback"), json=vote, timeout=10,
-                        headers={"Authorization": f"Bearer {TOKEN}"})
+        assert client.post("/api/feedback", json=vote).status_code == 401
+        ok = client.post("/api/feedback", json=vote,
+                         headers={"Authorization": f"Bearer {TOKEN}"})
         assert ok.status_code == 200
-        assert httpx.get(server.api("/api/health"), timeout=10).status_code == 200
+        assert client.get("/api/health").status_code == 200
 
 
 def test_login_guards_gradio_api_too(shared_qa, run_app, tmp_path: Path) -> None:
-    with run_app(shared_qa, tmp_path, auth="staff:pa55word") as server:
-        r = httpx.post(server.api("/gradio_api/call/ask"), json={"data": [Q_STAFF, []]},
-                       timeout=10)
+    with run_app(shared_qa, tmp_path, auth="staff:pa55word") as client:
+        r = client.post("/gradio_api/call/ask", json={"data": [Q_STAFF, []]})
         assert r.status_code == 401
-        assert httpx.get(server.api("/gradio_api/info"), timeout=10).status_code == 401
+        assert client.get("/gradio_api/info").status_code == 401
 
 
 # ---------------------------------------------------------------- no shell, no eval
@@ -220,23 +221,28 @@ FORBIDDEN_ATTRS = {("os", "system"), ("os", "popen"), ("os", "execv"), ("os", "e
 
 def _modules() -> list[Path]:
     """The runtime package, the tools beside it (bench, load) and the server starter."""
-    found = [*sorted(PACKAGE.glob("*.py")), *sorted((REPO / "tools").glob("*.py")),
+    found = [*sorted(PACKAGE.rglob("*.py")), *sorted((REPO / "tools").glob("*.py")),
              REPO / "tests" / "server.py"]
-    assert {"webapp.py", "chain.py", "load.py"} <= {p.name for p in found}
+    assert {"web/api.py", "chain.py", "load.py"} <= {_name(p) for p in found}
     return found
 
 
-@pytest.mark.parametrize("path", _modules(), ids=lambda p: p.name)
+def _name(path: Path) -> str:
+    base = PACKAGE if path.is_relative_to(PACKAGE) else REPO
+    return path.relative_to(base).as_posix()
+
+
+@pytest.mark.parametrize("path", _modules(), ids=_name)
 def test_no_shell_eval_or_exec(path: Path) -> None:
     tree = ast.parse(path.read_text("utf-8"), filename=str(path))
     for node in ast.walk(tree):
-        where = f"{path.name}:{getattr(node, 'lineno', '?')}"
+        where = f"{_name(path)}:{getattr(node, 'lineno', '?')}"
         if isinstance(node, ast.Import | ast.ImportFrom):
             names = ([a.name for a in node.names] if isinstance(node, ast.Import)
                      else [node.module or ""])
             for name in names:
                 if name.split(".")[0] in ("subprocess", "pty", "pickle", "marshal"):
-                    assert path.name in PROCESS_TOOLS and name == "subprocess", where
+                    assert _name(path) in PROCESS_TOOLS and name == "subprocess", where
         if not isinstance(node, ast.Call):
             continue
         func = node.func

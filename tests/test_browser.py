@@ -216,10 +216,12 @@ def test_phone_width_refusal_looks_different(browser, web_server: LiveServer) ->
         ARTIFACTS.mkdir(exist_ok=True)
         refusal.evaluate("e => e.scrollIntoView({block: 'start'})")  # show its label
         page.screenshot(path=str(ARTIFACTS / "web-phone-refusal.png"))
-        related = page.locator(".pq-card-related")
-        if related.count():
-            related.first.locator("summary").click()
-            assert related.first.locator(".pq-clause-text").is_visible()
+        # a refusal offers the nearest clauses (可能相关), collapsed until chosen
+        related = page.locator(".pq-card-related")  # the only answer so far is the refusal
+        assert related.count() >= 1
+        assert not related.first.locator(".pq-clause-text").is_visible()
+        related.first.locator("summary").click()
+        assert related.first.locator(".pq-clause-text").is_visible()
         s.ask("事业编制要精简到多少名？")
         assert "pq-found" in s.last_answer().get_attribute("class")
         # nothing wider than the phone: no sideways scrolling

@@ -2,8 +2,8 @@
 
 Property, for every input: either a clear refusal (ValueError from the library; a 4xx
 JSON body with "error" from the API) or a normal answer (an Answer / 200 JSON with the
-documented keys) — never a 500, a hang (every request has a client timeout) or a dead
-server (/api/health answers afterwards).
+documented keys) — never a 500, a hang (every call has a deadline) or a dead app
+(/api/health answers afterwards). The API is driven in-process, on the session's app.
 
 Hypothesis runs derandomized (the same examples on every run, no example database), so
 CI is reproducible; example counts are modest to keep the module under a minute.
@@ -12,7 +12,6 @@ CI is reproducible; example counts are modest to keep the module under a minute.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -25,9 +24,10 @@ from planqa.answering import Answer
 from planqa.text import clean_input
 
 if TYPE_CHECKING:
-    from web_fixtures import LiveServer
+    from web_fixtures import AppClient
 
-# the module-scoped `web_server` fixture: `python app.py` on a free loopback port
+# `api`: a client on the session's app, create_app(shared_qa, …), each request with a
+# deadline (web_fixtures.REQUEST_DEADLINE)
 pytest_plugins = ["web_fixtures"]
 
 FUZZ = settings(max_examples=120, deadline=None, derandomize=True, database=None,
@@ -188,14 +188,11 @@ def test_library_one_megabyte_history_turn(qa, plan) -> None:
 
 
 @pytest.fixture(scope="module")
-def client(web_server: LiveServer) -> Iterator[httpx.Client]:
-    """One keep-alive client for the module, with a per-request timeout."""
-    with httpx.Client(base_url=web_server.url.rstrip("/"), timeout=TIMEOUT,
-                      trust_env=False) as c:
-        yield c
+def client(api: AppClient) -> AppClient:
+    return api
 
 
-def _post(client: httpx.Client, path: str, payload: Any) -> httpx.Response:
+def _post(client: AppClient, path: str, payload: Any) -> httpx.Response:
     # json.dumps escapes lone surrogates as \\udXXX, which is valid JSON (httpx's own
     # encoder would fail on them before sending)
     return client.post(path, content=json.dumps(payload).encode("ascii"),
@@ -205,7 +202,7 @@ def _post(client: httpx.Client, path: str, payload: Any) -> httpx.Response:
 @FUZZ
 @given(question=QUESTION, history=WELL_FORMED_HISTORY,
        script=st.sampled_from([None, "simplified", "traditional"]))
-def test_api_ask_any_question(client: httpx.Client, question: str, history: Any,
+def test_api_ask_any_question(client: AppClient, question: str, history: Any,
                               script: Any) -> None:
     """Well-formed requests with any text in them: answered, or 422 when empty."""
     r = _post(client, "/api/ask", {"question": question, "history": history, "script": script})
@@ -216,7 +213,7 @@ def test_api_ask_any_question(client: httpx.Client, question: str, history: Any,
 
 @FUZZ
 @given(question=QUESTION, history=HISTORY, script=SCRIPT)
-def test_api_ask_any_fields(client: httpx.Client, question: str, history: Any,
+def test_api_ask_any_fields(client: AppClient, question: str, history: Any,
                             script: Any) -> None:
     check_api_response(_post(client, "/api/ask",
                              {"question": question, "history": history, "script": script}))
@@ -225,13 +222,13 @@ def test_api_ask_any_fields(client: httpx.Client, question: str, history: Any,
 @FUZZ
 @given(body=st.one_of(JSON, st.dictionaries(st.sampled_from(["question", "history", "script"]),
                                              JSON, max_size=3)))
-def test_api_ask_any_json(client: httpx.Client, body: Any) -> None:
+def test_api_ask_any_json(client: AppClient, body: Any) -> None:
     check_api_response(_post(client, "/api/ask", body))
 
 
 @settings(FUZZ, max_examples=60)
 @given(body=st.binary(max_size=2000))
-def test_api_ask_any_bytes(client: httpx.Client, body: bytes) -> None:
+def test_api_ask_any_bytes(client: AppClient, body: bytes) -> None:
     r = client.post("/api/ask", content=body, headers={"content-type": "application/json"})
     check_api_response(r)
 
@@ -240,7 +237,7 @@ def test_api_ask_any_bytes(client: httpx.Client, body: bytes) -> None:
 @given(body=st.one_of(JSON, st.fixed_dictionaries(
     {"question": QUESTION, "answer": QUESTION, "vote": st.sampled_from(["useful", "x"])},
     optional={"comment": JSON, "citations": JSON, "id": JSON, "found": JSON})))
-def test_api_feedback_any_json(client: httpx.Client, body: Any) -> None:
+def test_api_feedback_any_json(client: AppClient, body: Any) -> None:
     r = _post(client, "/api/feedback", body)
     assert r.status_code < 500, r.text[:500]
     if r.status_code != 200:
@@ -256,7 +253,7 @@ DEEP = 30_000  # under the 64 KB body limit, far over Python's recursion limit
     ("/api/ask", json.dumps({"question": "编制", "history": "[" * DEEP + "]" * DEEP}).encode()),
     ("/api/feedback", b'{"a":' * 8_000 + b"1" + b"}" * 8_000),
 ], ids=["ask-array", "ask-history", "ask-history-as-json-string", "feedback-object"])
-def test_api_deeply_nested_json_is_refused(client: httpx.Client, path: str,
+def test_api_deeply_nested_json_is_refused(client: AppClient, path: str,
                                            body: bytes) -> None:
     """JSON nested deeper than Python's parser can recurse is a bad request, not a 500."""
     assert len(body) < 64 * 1024
@@ -266,12 +263,12 @@ def test_api_deeply_nested_json_is_refused(client: httpx.Client, path: str,
 
 
 @pytest.mark.parametrize("question", [q for q in NASTY if clean_input(q)][:12])
-def test_api_nasty_question_gets_an_answer(client: httpx.Client, question: str) -> None:
+def test_api_nasty_question_gets_an_answer(client: AppClient, question: str) -> None:
     data = check_api_response(_post(client, "/api/ask", {"question": question}))
     assert "编制为零" not in data.get("answer", "")
 
 
-def test_server_still_healthy_after_fuzzing(client: httpx.Client) -> None:
+def test_server_still_healthy_after_fuzzing(client: AppClient) -> None:
     """Runs last in this module: the server survived everything above."""
     health = client.get("/api/health")
     assert health.status_code == 200 and health.json()["status"] == "ok"

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from planqa.webapp import QueryBatcher
+from planqa.batching import QueryBatcher
 
 REPO = Path(__file__).resolve().parent.parent
 

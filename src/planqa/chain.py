@@ -28,6 +28,8 @@ log = logging.getLogger("planqa")
 
 #: How many passages the answerer sees (and "可能相关" may list).
 TOP_K = 5
+#: Earlier turns a follow-up is resolved from; older ones cannot change how it resolves.
+MAX_HISTORY_TURNS = 20
 _MAX_TURN_CHARS = 4000
 
 
@@ -210,4 +212,4 @@ def _check_history(history: Any) -> list[tuple[str, str]]:
         # Only a turn's question and its closing 出处 line matter for a follow-up; clipping
         # keeps a megabyte-long turn from costing seconds.
         out.append((turn[0][:_MAX_TURN_CHARS], turn[1][-_MAX_TURN_CHARS:]))
-    return out[-20:]  # older turns cannot change how a follow-up resolves
+    return out[-MAX_HISTORY_TURNS:]

@@ -367,8 +367,11 @@ class PlanRetriever(BaseRetriever):
         return [hit_to_document(h, q.traditional) for h in self.searcher.search(q, k=self.k)]
 
 
-def load_searcher(settings: Settings | None = None) -> PlanSearcher:
-    """Load plan, model and index (verified against each other) into a searcher."""
+def load_searcher(settings: Settings | None = None, batch_queries: bool = False) -> PlanSearcher:
+    """Load plan, model and index (verified against each other) into a searcher.
+
+    `batch_queries` puts the model behind a `planqa.batching.QueryBatcher`, for callers
+    that ask from many threads at once (the web server)."""
     from planqa.corpus import load_plan
     from planqa.embeddings import load_embeddings
     from planqa.index import load_index
@@ -378,6 +381,10 @@ def load_searcher(settings: Settings | None = None) -> PlanSearcher:
     plan = load_plan(settings.plan_path)
     embeddings = load_embeddings(settings)
     index = load_index(settings.index_dir, plan, embeddings, read_links(settings.links_path))
+    if batch_queries:
+        from planqa.batching import QueryBatcher
+
+        embeddings = QueryBatcher(embeddings)
     return PlanSearcher(plan, index, embeddings, settings.max_question_chars)
 
 

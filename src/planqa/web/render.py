@@ -1,0 +1,152 @@
+"""HTML for the chat: answers, source cards, notices, the plan's outline.
+
+Pure functions of their arguments. Chat messages are Markdown with inline HTML, and one
+HTML block without blank lines passes through untouched: every text is escaped here and
+its newlines become <br>.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import TYPE_CHECKING, Any
+
+from planqa.text import clean_input, to_simplified
+from planqa.web.convert import convert_script
+
+if TYPE_CHECKING:
+    from planqa.corpus import Passage, Plan
+
+
+def esc(text: str) -> str:
+    """`text` escaped for HTML, newlines as <br> (so a message stays one HTML block)."""
+    return html.escape(text or "", quote=True).replace("\r", "").replace("\n", "<br>")
+
+
+def highlight(text: str, sentences: list[str] | tuple[str, ...]) -> str:
+    """Escaped `text` with each of `sentences` wrapped in <mark>."""
+    spans: list[tuple[int, int]] = []
+    for s in sorted({s for s in sentences if s}, key=len, reverse=True):
+        start = text.find(s)
+        while start >= 0:
+            end = start + len(s)
+            if not any(a < end and start < b for a, b in spans):
+                spans.append((start, end))
+            start = text.find(s, end)
+    out, pos = [], 0
+    for a, b in sorted(spans):
+        out.append(esc(text[pos:a]))
+        out.append(f"<mark>{esc(text[a:b])}</mark>")
+        pos = b
+    out.append(esc(text[pos:]))
+    return "".join(out)
+
+
+def render_card(cite: dict[str, Any], kind: str = "source") -> str:
+    """One collapsible source card: ref, section title › clause heading, full text."""
+    ref = esc(cite.get("ref", ""))
+    title = esc(cite.get("title", ""))
+    body = highlight(cite.get("text") or cite.get("quote", ""), cite.get("highlights") or ())
+    return (
+        f'<details class="pq-card pq-card-{kind}" data-ref="{ref}">'
+        f'<summary><span class="pq-ref">{ref}</span><span class="pq-title">{title}</span>'
+        f"</summary>"
+        f'<div class="pq-clause-text">{body}</div></details>'
+    )
+
+
+def render_answer(answer: dict[str, Any], shown: str | None = None) -> str:
+    """A chat message for an answer. `shown` is the part revealed so far while streaming;
+    cards come only with the complete answer."""
+    found = bool(answer.get("found"))
+    streaming = shown is not None
+    text = answer.get("answer", "") if shown is None else shown
+    classes = "pq-answer " + ("pq-found" if found else "pq-notfound")
+    if streaming:
+        classes += " pq-streaming"
+    label = "" if found else '<span class="pq-badge">方案未涉及</span>'
+    parts = [f'<div class="{classes}">{label}<div class="pq-text">{esc(text)}</div></div>']
+    if not streaming:
+        cites = answer.get("citations") if found else answer.get("related")
+        if cites:
+            kind = "source" if found else "related"
+            heading = "出处（点开查看条款全文）" if found else "可能相关的条款"
+            cards = "".join(render_card(c, kind) for c in cites)
+            parts.append(f'<div class="pq-sources pq-sources-{kind}">'
+                         f'<div class="pq-sources-label">{heading}</div>{cards}</div>')
+    return "".join(parts)
+
+
+def render_notice(kind: str, text_html: str) -> str:
+    """A notice box; `text_html` is trusted markup built here, never user input."""
+    return f'<div class="pq-notice pq-notice-{kind}" role="status">{text_html}</div>'
+
+
+def render_outline(plan: Plan, traditional: bool, query: str = "") -> str:
+    """The plan's outline (sections → clauses by heading) as nested <details>;
+    each clause opens to its full text. `query` filters (any script)."""
+    q = to_simplified(clean_input(query or ""))
+    terms = [t for t in q.split(" ") if t]
+
+    def hit(*texts: str) -> bool:
+        return all(any(t in x for x in texts) for t in terms)
+
+    def mark(s: str) -> str:
+        # highlight the search terms in the shown script (terms are Simplified)
+        if not terms:
+            return esc(s)
+        spans = []
+        simp = to_simplified(s)
+        if len(simp) != len(s):  # a phrase conversion moved offsets: show it unmarked
+            return esc(s)
+        for t in terms:
+            start = simp.find(t)
+            while start >= 0:
+                spans.append(s[start:start + len(t)])
+                start = simp.find(t, start + len(t))
+        return highlight(s, spans)
+
+    blocks: list[str] = []
+    entries: list[tuple[str, str, list[Passage]]] = []
+    if plan.preamble:
+        entries.append(("前言", "前言", list(plan.preamble)))
+    for sec in plan.sections:
+        title = sec.title if traditional else sec.title_simplified
+        members = ([sec.lead] if sec.lead else []) + list(sec.clauses)
+        entries.append((sec.number, f"{sec.number}、{title}", members))
+    shown = 0
+    for number, label, members in entries:
+        items = []
+        sec_hit = bool(terms) and hit(to_simplified(label))
+        for p in members:
+            f = p.in_script(traditional)
+            if terms and not (sec_hit or hit(p.heading_simplified, p.text_simplified)):
+                continue
+            if p.kind == "clause":
+                marker, heading = f"{p.clause}.", str(f["heading"])
+            elif p.kind == "lead":
+                marker = convert_script("导语", traditional)
+                heading = convert_script("本部分导语", traditional)
+            else:
+                marker, heading = "", str(f["heading"])[:24] + "…"
+            text = str(f["text"])
+            items.append(
+                f'<details class="pq-ol-clause" data-ref="{esc(p.ref)}">'
+                f'<summary><span class="pq-ol-num">{esc(marker)}</span>{mark(heading)}</summary>'
+                f'<div class="pq-ol-text"><div class="pq-ol-ref">{esc(p.ref)}</div>'
+                f"{mark(text)}</div></details>"
+            )
+        if not items:
+            continue
+        shown += len(items)
+        is_open = " open" if terms or number in ("一", "二") else ""
+        blocks.append(
+            f'<details class="pq-ol-section" data-section="{number}"{is_open}>'
+            f"<summary>{mark(label)}</summary>{''.join(items)}</details>"
+        )
+    if not blocks:
+        return '<div class="pq-outline pq-outline-empty">没有找到匹配的条款，请换个关键词。</div>'
+    count = f'<div class="pq-ol-count">找到 {shown} 条</div>' if terms else ""
+    return f'<div class="pq-outline">{count}{"".join(blocks)}</div>'
+
+
+__all__ = ["esc", "highlight", "render_answer", "render_card", "render_notice", "render_outline"]
