@@ -29,5 +29,8 @@ def qa(settings, searcher):
 
 
 @pytest.fixture(scope="session")
-def plan(searcher):
-    return searcher.plan
+def plan(settings):
+    """The parsed plan alone: parser tests need no model and no index."""
+    from planqa.corpus import load_plan
+
+    return load_plan(settings.plan_path)

@@ -223,7 +223,7 @@ def _modules() -> list[Path]:
     """The runtime package, the tools beside it (bench, load) and the server starter."""
     found = [*sorted(PACKAGE.rglob("*.py")), *sorted((REPO / "tools").glob("*.py")),
              REPO / "tests" / "server.py"]
-    assert {"web/api.py", "chain.py", "load.py"} <= {_name(p) for p in found}
+    assert {"web/api.py", "chain.py", "tools/load.py"} <= {_name(p) for p in found}
     return found
 
 

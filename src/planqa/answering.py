@@ -1,5 +1,9 @@
 """Answers and citations, and the default extractive answerer.
 
+(About 490 lines, one concern: every shape of answer `compose` can choose — a quote,
+a whole clause, the outline, a count, a round-up, a refusal — shares the citation and
+wording helpers here; split it when a new shape arrives.)
+
 The extractive answerer never writes a fact of its own: it picks sentences of the
 retrieved passages that answer the question, quotes them verbatim (in the
 question's script), frames them with one short line and names the source. When
@@ -231,11 +235,13 @@ def _quote_block(sentences: list[str]) -> str:
     return "\n".join(f"“{s}”" for s in sentences)
 
 
-NOT_IN_PLAN = "《科协系统深化改革实施方案》中没有关于这个问题的规定，无法从方案中作答。"
+def not_in_plan(plan: Plan) -> str:
+    """"The plan does not say", naming the plan."""
+    return f"{plan.profile.quoted_title}中没有关于这个问题的规定，无法从方案中作答。"
 
 
-def refusal(hits: list[Hit], traditional: bool, reason: str = NOT_IN_PLAN) -> Answer:
-    """"The plan does not say" (or `reason`, in Simplified), with the nearest passages
+def refusal(hits: list[Hit], traditional: bool, reason: str) -> Answer:
+    """`reason` (in Simplified; e.g. :func:`not_in_plan`), with the nearest passages
     offered as 可能相关."""
     near = [h for h in hits[:3] if h.passage.sentences]
     related = [make_citation(h.passage, [h.matched_position], traditional, h.score)
@@ -258,7 +264,7 @@ def _section_anchor(plan: Plan, number: str) -> Passage:
 
 def _structure_answer(plan: Plan, traditional: bool) -> Answer:
     """The document's outline, from the parsed tree."""
-    lines = [_w(f"《科协系统深化改革实施方案》在前言之后分为{len(plan.sections)}个部分：",
+    lines = [_w(f"{plan.profile.quoted_title}在前言之后分为{len(plan.sections)}个部分：",
                 traditional)]
     cites = []
     for sec in plan.sections:
@@ -442,7 +448,7 @@ def compose(question: str | Query, hits: list[Hit], plan: Plan, *, traditional: 
     if kind == STRUCTURE and not ref:
         return _structure_answer(plan, traditional)
     if not hits:
-        return refusal(hits, traditional)
+        return refusal(hits, traditional, not_in_plan(plan))
     top = hits[0]
     if kind == ROUNDUP and (rounded := _roundup_answer(q, hits, plan, traditional, cal)):
         return rounded
@@ -450,7 +456,7 @@ def compose(question: str | Query, hits: list[Hit], plan: Plan, *, traditional: 
         return counted
     if not answerable(top, cal, factoid=asked_q.factoid) or not any(
             sentence_answers(asked_n, x) for x in top.passage.sentences_simplified):
-        return refusal(hits, traditional)
+        return refusal(hits, traditional, not_in_plan(plan))
     if _WHICH_SECTION.search(q.simplified) and top.passage.section != PREAMBLE:
         return _which_section_answer(plan, top, traditional)
 
@@ -471,7 +477,7 @@ def compose(question: str | Query, hits: list[Hit], plan: Plan, *, traditional: 
     else:
         positions = pick_sentences(top, asked_n)
         if not positions:
-            return refusal(hits, traditional)
+            return refusal(hits, traditional, not_in_plan(plan))
         quoted = [sentences[i] for i in positions]
         items = enumerate_items(quoted[-1]) if kind == LIST else []
         if len(items) >= 3:

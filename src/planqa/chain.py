@@ -12,7 +12,8 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from langchain_core.runnables import Runnable, RunnableLambda
+from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
+from langchain_core.runnables.config import get_callback_manager_for_config
 
 from planqa.answer_type import sentence_answers
 from planqa.answering import DEFAULT_CALIBRATION, Answer, Calibration, compose
@@ -21,7 +22,7 @@ from planqa.conversation import Resolved, resolve
 from planqa.corpus import Plan
 from planqa.errors import InvalidQuestion
 from planqa.query import ROUNDUP, roundup_topic
-from planqa.retrieval import PlanSearcher, load_searcher
+from planqa.retrieval import PlanSearcher, hit_to_document, load_searcher
 from planqa.text import clean_input, has_cjk, is_traditional
 
 log = logging.getLogger("planqa")
@@ -73,7 +74,8 @@ class PlanQA:
             try:
                 from planqa.llm import LLMAnswerer
 
-                self._llm = LLMAnswerer.from_settings(self.settings)
+                self._llm = LLMAnswerer.from_settings(self.settings,
+                                                      self.plan.profile.quoted_title)
             except Exception as exc:  # the LLM is optional: answer without it
                 log.warning("LLM disabled (%s: %s); answering extractively",
                             type(exc).__name__, exc)
@@ -82,7 +84,7 @@ class PlanQA:
 
     def warm_up(self) -> None:
         """Load model and index now, and run one query so first answers are fast."""
-        self.ask("科协系统深化改革的指导思想是什么？")
+        self.ask(self.plan.profile.warm_up_question)
 
     @property
     def chain(self) -> Runnable:
@@ -101,7 +103,22 @@ class PlanQA:
         resolved = resolve(question, history, self.plan)
         return {**state, "question": question, "resolved": resolved}
 
-    def _retrieve(self, state: dict) -> dict:
+    def _retrieve(self, state: dict, config: RunnableConfig) -> dict:
+        """Retrieval, reported to tracers as a retriever run with its documents."""
+        resolved = state["resolved"]
+        manager = get_callback_manager_for_config(config)
+        run = manager.on_retriever_start({"name": "PlanRetriever"}, resolved.question,
+                                         name="PlanRetriever")
+        try:
+            out = self._retrieve_hits(state)
+        except Exception as exc:
+            run.on_retriever_error(exc)
+            raise
+        traditional = self.searcher.parse(state["question"]).traditional
+        run.on_retriever_end([hit_to_document(h, traditional) for h in out["hits"]])
+        return out
+
+    def _retrieve_hits(self, state: dict) -> dict:
         resolved = state["resolved"]
         query = self.searcher.parse(resolved.question)
         if query.shape == ROUNDUP:
@@ -171,18 +188,21 @@ class PlanQA:
     # -- public ----------------------------------------------------------------
 
     def ask(self, question: str, history: list[tuple[str, str]] | None = None,
-            script: str | None = None) -> Answer:
+            script: str | None = None, config: RunnableConfig | None = None) -> Answer:
         """Answer `question`; `history` holds earlier (question, answer) turns, oldest first.
 
         `script` forces "simplified" or "traditional"; by default the answer follows the
-        question's script (English questions get Simplified Chinese).
+        question's script (English questions get Simplified Chinese). `config` is
+        LangChain's (callbacks, tags): a tracer sees condense, a retriever run with its
+        documents, and compose.
         Raises InvalidQuestion (a ValueError) for an empty question or a malformed history."""
         if not isinstance(question, str):
             raise InvalidQuestion("question must be a string")
         if script not in (None, "simplified", "traditional"):
             raise InvalidQuestion("script must be 'simplified' or 'traditional'")
         history = _check_history(history)
-        return self.chain.invoke({"question": question, "history": history, "script": script})
+        return self.chain.invoke({"question": question, "history": history, "script": script},
+                                 config=config)
 
     def stream(self, question: str, history: list[tuple[str, str]] | None = None,
                script: str | None = None) -> Iterator[str]:

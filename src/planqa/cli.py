@@ -72,7 +72,7 @@ def _cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
     qa = PlanQA(settings)
     qa.warm_up()
     history: list[tuple[str, str]] = []
-    print("planqa — 关于《科协系统深化改革实施方案》的问答。空行或 Ctrl-D 退出。")
+    print(f"planqa — 关于{qa.plan.profile.quoted_title}的问答。空行或 Ctrl-D 退出。")
     while True:
         try:
             question = input("问> ").strip()

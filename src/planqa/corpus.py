@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
+from planqa.profile import Profile, derive_profile, load_profile, profile_path
 from planqa.refs import PREAMBLE, make_ref
 from planqa.text import split_sentences, to_simplified
 
@@ -114,6 +115,13 @@ class Plan:
     sections: tuple[Section, ...]
     sha256: str
     _by_id: dict[str, Passage] = field(default_factory=dict, repr=False, compare=False)
+    #: how planqa presents this plan (read beside its text by load_plan; see planqa.profile)
+    _profile: Profile | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def profile(self) -> Profile:
+        """The plan's profile: the one shipped beside its text, else derived from it."""
+        return self._profile or derive_profile(self)
 
     @property
     def passages(self) -> tuple[Passage, ...]:
@@ -267,8 +275,9 @@ def parse_plan(raw: str) -> Plan:
 
 
 @lru_cache(maxsize=4)
-def _load_cached(path: str, mtime_ns: int) -> Plan:
-    return parse_plan(Path(path).read_text(encoding="utf-8"))
+def _load_cached(path: str, mtime_ns: int, profile_mtime_ns: int) -> Plan:
+    plan = parse_plan(Path(path).read_text(encoding="utf-8"))
+    return replace(plan, _profile=load_profile(Path(path), plan))
 
 
 def load_plan(path: Path | str | None = None) -> Plan:
@@ -276,4 +285,6 @@ def load_plan(path: Path | str | None = None) -> Plan:
     from planqa.config import Settings
 
     p = Path(path) if path else Settings.from_env().plan_path
-    return _load_cached(str(p), p.stat().st_mtime_ns)
+    prof = profile_path(p)
+    return _load_cached(str(p), p.stat().st_mtime_ns,
+                        prof.stat().st_mtime_ns if prof.is_file() else 0)

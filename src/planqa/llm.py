@@ -54,7 +54,7 @@ MAX_REPLY_CHARS = 1500
 #: What the model must answer when the clauses do not answer the question.
 NOT_COVERED = "方案未涉及"
 
-SYSTEM_PROMPT = """你是《科协系统深化改革实施方案》的问答助手，为工作人员解答关于这份方案的问题。
+SYSTEM_PROMPT = """你是{title}的问答助手，为工作人员解答关于这份方案的问题。
 请严格遵守以下规则：
 1. 只依据用户消息中给出的方案条款作答，不使用条款以外的任何知识，不推测，不补充。
 2. 用问题所用的字体作答：问题是繁体中文就用繁体中文回答，否则一律用简体中文回答。
@@ -89,7 +89,8 @@ def format_clause(hit: Hit, traditional: bool) -> str:
 
 
 def prompt_inputs(question: str, resolved_question: str, hits: Sequence[Hit],
-                  traditional: bool, top_k: int = LLM_TOP_K) -> dict[str, str]:
+                  traditional: bool, top_k: int = LLM_TOP_K,
+                  title: str = "这份方案") -> dict[str, str]:
     """The prompt's variables for a question and its first `top_k` hits.
 
     The clauses are given in the answer's script so the model can quote them as is."""
@@ -101,6 +102,7 @@ def prompt_inputs(question: str, resolved_question: str, hits: Sequence[Hit],
     else:
         question_block = f"问题：{question}"
     return {
+        "title": title,
         "script": "繁体中文" if traditional else "简体中文",
         "refs": "、".join(f"[{h.passage.ref}]" for h in shown),
         "clauses": "\n\n".join(format_clause(h, traditional) for h in shown),
@@ -251,17 +253,18 @@ class LLMAnswerer:
     or string); tests inject fakes. `from_settings` builds an OpenAI-compatible one."""
 
     def __init__(self, model: Runnable, *, top_k: int = LLM_TOP_K,
-                 max_chars: int = MAX_REPLY_CHARS) -> None:
+                 max_chars: int = MAX_REPLY_CHARS, title: str = "这份方案") -> None:
         from langchain_core.output_parsers import StrOutputParser
 
         self.model = model
         self.top_k = top_k
         self.max_chars = max_chars
+        self.title = title  # the plan's 《title》, for the prompt (see planqa.profile)
         #: prompt | model | parser: the LangChain Runnable that produces the reply.
         self.chain: Runnable = build_prompt() | model | StrOutputParser()
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> LLMAnswerer:
+    def from_settings(cls, settings: Settings, title: str = "这份方案") -> LLMAnswerer:
         """An answerer over the OpenAI-compatible endpoint in `settings` (PLANQA_LLM_*).
 
         No retries: a slow or failing LLM must not hold up the answer, which the
@@ -273,12 +276,13 @@ class LLMAnswerer:
             kwargs["model"] = settings.llm_model
         model = ChatOpenAI(base_url=settings.llm_base_url, api_key=settings.llm_api_key or "none",
                            timeout=settings.llm_timeout, max_retries=0, temperature=0, **kwargs)
-        return cls(model)
+        return cls(model, title=title)
 
     def reply(self, question: str, resolved_question: str, hits: Sequence[Hit],
               traditional: bool) -> str:
         """The model's raw reply (raises whatever the model raises)."""
-        inputs = prompt_inputs(question, resolved_question, hits, traditional, self.top_k)
+        inputs = prompt_inputs(question, resolved_question, hits, traditional, self.top_k,
+                               self.title)
         return self.chain.invoke(inputs, config={"run_name": "llm_answer"})
 
     def answer(self, question: str, resolved_question: str, hits: Sequence[Hit],

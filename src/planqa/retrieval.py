@@ -38,6 +38,9 @@ LINK_WEIGHT = 2.0
 #: heading while 五、2's body says the same words too. Chosen on qa.jsonl (hit@1 0.950 →
 #: 0.957 at 0.25 or 0.5, 0.943 at 1.0; heldout unchanged).
 HEADING_WEIGHT = 0.5
+#: When one heading alone holds this share of the question's terms, its passage gains
+#: HEADING_BONUS (the links would otherwise let a neighbour that repeats the words win).
+HEADING_NAMES, HEADING_BONUS = 0.8, 0.5
 _QUOTED = re.compile(r"[“\"'‘「『]([^”\"'’」』]{2,16})[”\"'’」』]")
 QUOTE_BONUS = 0.5
 # Fusion weights of the min-max normalized channel scores; chosen on eval/qa.jsonl.
@@ -257,6 +260,10 @@ class PlanSearcher:
         for name, w in weights.items():
             if w > 0:
                 fused += w * (trust if name in LEXICAL_CHANNELS else 1.0) * _minmax(channels[name])
+        # A question in the words of one clause's heading names that clause.
+        named = channels["heading"] >= HEADING_NAMES
+        if named.sum() == 1:
+            fused[named] += HEADING_BONUS
         for pid, bonus in (prior or {}).items():
             if pid in self._pid_pos:  # a conversation's earlier clause, as a prior
                 fused[self._pid_pos[pid]] += bonus

@@ -25,13 +25,6 @@ from planqa.web.service import INDEX_MISSING_ZH, ChatService
 logger = logging.getLogger(__name__)
 
 SIMPLIFIED, TRADITIONAL = "简体", "繁體"
-EXAMPLE_QUESTIONS = (
-    "事业编制要精简到多少名？",
-    "学会治理结构改革有哪些要求？",
-    "如何建设网上科技工作者之家？",
-    "科协系统深化改革的总体目标是什么？",
-    "第四部分第3条讲了什么？",
-)
 #: Pause between the pieces of an answer as it is revealed (the extractive one is instant).
 REVEAL_PAUSE = 0.035
 
@@ -171,7 +164,8 @@ class Handlers:
             i = turn["message_index"]
             if 0 <= i < len(chat):
                 chat[i] = {**chat[i], "content": render_answer(data)}
-        examples = [gr.update(value=convert_script(q, traditional)) for q in EXAMPLE_QUESTIONS]
+        examples = [gr.update(value=convert_script(q, traditional))
+                    for q in self.plan.profile.examples]
         return (render_outline(self.plan, traditional, query), chat, {"turns": turns},
                 *examples)
 
@@ -213,4 +207,4 @@ class Handlers:
         return gr.update(visible=False), None, "", self.notice_update()
 
 
-__all__ = ["EXAMPLE_QUESTIONS", "SIMPLIFIED", "TRADITIONAL", "Handlers", "new_state"]
+__all__ = ["SIMPLIFIED", "TRADITIONAL", "Handlers", "new_state"]

@@ -7,6 +7,7 @@ sessions share is the ChatService.
 
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -14,7 +15,7 @@ from typing import Any
 
 import gradio as gr
 
-from planqa.web.handlers import EXAMPLE_QUESTIONS, SIMPLIFIED, TRADITIONAL, Handlers, new_state
+from planqa.web.handlers import SIMPLIFIED, TRADITIONAL, Handlers, new_state
 from planqa.web.render import render_outline
 from planqa.web.service import ANSWER_WORKERS, ChatService
 
@@ -60,7 +61,7 @@ class Page:
     outline: gr.HTML
 
 
-def _chat_column(ready: bool) -> dict[str, Any]:
+def _chat_column(ready: bool, examples_asked: tuple[str, ...]) -> dict[str, Any]:
     """Script switch and 新对话, the chat, the question box, feedback, example questions."""
     with gr.Row(elem_id="pq-tools", equal_height=True):
         script = gr.Radio([SIMPLIFIED, TRADITIONAL], value=SIMPLIFIED, show_label=False,
@@ -88,7 +89,7 @@ def _chat_column(ready: bool) -> dict[str, Any]:
     with gr.Row(elem_id="pq-examples"):
         examples = [gr.Button(q, size="sm", variant="secondary", elem_classes="pq-example",
                               min_width=0)
-                    for q in EXAMPLE_QUESTIONS]
+                    for q in examples_asked]
     return {"script": script, "new_chat": new_chat, "chatbot": chatbot, "question": question,
             "send": send, "fb_row": fb_row, "comment": comment, "fb_send": fb_send,
             "examples": examples}
@@ -108,14 +109,16 @@ def _layout(h: Handlers) -> Page:
     """Title, notice box, and the two columns: chat (left), outline (right)."""
     state = gr.State(new_state())
     pending = gr.State(None)
-    gr.HTML("<h1>《科协系统深化改革实施方案》问答</h1>"
-            "<p>用中文提问；每个回答都引用方案原文，并注明所在部分（一至五）和条款。</p>",
+    profile, sections = h.plan.profile, h.plan.sections
+    span = f"（一至{sections[-1].number}）" if sections else ""
+    gr.HTML(f"<h1>{html.escape(profile.quoted_title)}问答</h1>"
+            f"<p>用中文提问；每个回答都引用方案原文，并注明所在部分{span}和条款。</p>",
             elem_id="pq-header")
     initial_notice = h.notice_html()
     notice = gr.HTML(initial_notice, elem_id="pq-notice", visible=bool(initial_notice))
     with gr.Row(equal_height=False, elem_id="pq-main"):
         with gr.Column(scale=3, min_width=340, elem_id="pq-chat-col"):
-            chat = _chat_column(h.service.ready)
+            chat = _chat_column(h.service.ready, h.plan.profile.examples)
         with gr.Column(scale=2, min_width=300, elem_id="pq-side"):
             side = _side_column(render_outline(h.plan, False))
     return Page(state=state, pending=pending, notice=notice, **chat, **side)
@@ -156,7 +159,7 @@ def _wire(p: Page, h: Handlers) -> None:
 def build_blocks(service: ChatService) -> gr.Blocks:
     """The chat page over `service`: layout, events, and the public api_name="ask"."""
     h = Handlers(service)
-    with gr.Blocks(title="科协改革方案问答", analytics_enabled=False) as demo:
+    with gr.Blocks(title=f"{h.plan.profile.short_title}问答", analytics_enabled=False) as demo:
         page = _layout(h)
         _wire(page, h)
         demo.load(h.notice_update, None, page.notice, api_visibility="private", queue=False)
