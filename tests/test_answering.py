@@ -208,7 +208,7 @@ def test_a_tracer_sees_the_retrieve_step_as_a_retriever_run(qa):
 
     rec = Recorder()
     answer = qa.ask("事业编制要精简到多少名？", config={"callbacks": [rec]})
-    assert rec.queries == ["事业编制要精简到多少名？"]
+    assert rec.queries == ["事业编制要精简到多少名?"]  # as retrieval sees it (half-width)
     assert rec.documents[0][0].metadata["ref"] == answer.citations[0].ref == "二、2"
 
 

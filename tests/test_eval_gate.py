@@ -60,12 +60,17 @@ def test_gates_can_fail():
     assert len(check_gates(bad)) == len(GATES)
 
 
+def _report_of(qa, path, name: str) -> dict:
+    """Run one eval set and keep its tables under test-artifacts/."""
+    r = run_eval(qa, load_cases(path))
+    (ARTIFACTS / name).parent.mkdir(exist_ok=True)
+    (ARTIFACTS / name).write_text(format_report(r), encoding="utf-8")
+    return r
+
+
 @pytest.fixture(scope="module")
 def heldout_report(qa):
-    r = run_eval(qa, load_cases(HELDOUT_SET))
-    (ARTIFACTS / "eval-heldout.md").parent.mkdir(exist_ok=True)
-    (ARTIFACTS / "eval-heldout.md").write_text(format_report(r), encoding="utf-8")
-    return r
+    return _report_of(qa, HELDOUT_SET, "eval-heldout.md")
 
 
 def test_heldout_set_shape():
@@ -86,10 +91,7 @@ def test_heldout_meets_its_gates(heldout_report):
 
 @pytest.fixture(scope="module")
 def blind2_report(qa):
-    r = run_eval(qa, load_cases(BLIND2_SET))
-    (ARTIFACTS / "eval-blind2.md").parent.mkdir(exist_ok=True)
-    (ARTIFACTS / "eval-blind2.md").write_text(format_report(r), encoding="utf-8")
-    return r
+    return _report_of(qa, BLIND2_SET, "eval-blind2.md")
 
 
 def test_blind2_set_shape():

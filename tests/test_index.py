@@ -43,8 +43,13 @@ def test_round_trip_and_manifest(built, searcher):
 
 
 def test_committed_index_is_current(searcher, settings):
-    """The index in the repo matches the plan and the model: `make run` serves at once."""
-    load_index(settings.index_dir, searcher.plan, searcher.embeddings)
+    """The index in the repo matches the plan, the links and the model: `make run` serves
+    at once."""
+    from planqa.links import read_links
+
+    links = read_links(settings.links_path)
+    index = load_index(settings.index_dir, searcher.plan, searcher.embeddings, links)
+    assert sum(u.kind == "link" for u in index.units) == len(links)
 
 
 def test_missing_index_names_the_rebuild_command(tmp_path, searcher):

@@ -46,7 +46,7 @@ def test_a_malformed_profile_is_a_config_error(tmp_path: Path):
     path = tmp_path / "p.txt"
     path.write_text(SECOND_PLAN, encoding="utf-8")
     profile_path(path).write_text(json.dumps({"examples": "not a list"}), encoding="utf-8")
-    with pytest.raises(ConfigError, match="p.profile.json"):
+    with pytest.raises(ConfigError, match=r"p\.profile\.json"):
         load_profile(path, parse_plan(SECOND_PLAN))
 
 
