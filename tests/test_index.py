@@ -70,6 +70,26 @@ def test_corrupt_index_is_refused(copy, searcher, damage):
         load_index(copy, searcher.plan, searcher.embeddings)
 
 
+@pytest.mark.parametrize("name", [INDEX_FILE, UNITS_FILE])
+def test_bytes_changed_in_place_are_caught_by_the_checksums(copy, searcher, name):
+    """4 KB of other bytes in the middle of a file, its size unchanged, would still parse
+    (and be served, quoting the wrong clauses); the manifest's sha256 catches it."""
+    data = bytearray((copy / name).read_bytes())
+    mid = len(data) // 2
+    data[mid:mid + 4096] = bytes(b ^ 0x5A for b in data[mid:mid + 4096])
+    (copy / name).write_bytes(bytes(data))
+    with pytest.raises(IndexUnavailable, match=f"damaged: {name}.*make index"):
+        load_index(copy, searcher.plan, searcher.embeddings)
+
+
+def test_an_index_without_checksums_is_refused(copy, searcher):
+    manifest = json.loads((copy / MANIFEST_FILE).read_text(encoding="utf-8"))
+    del manifest["files"]
+    (copy / MANIFEST_FILE).write_text(json.dumps(manifest), encoding="utf-8")
+    with pytest.raises(IndexUnavailable, match="no checksums.*make index"):
+        load_index(copy, searcher.plan, searcher.embeddings)
+
+
 @pytest.mark.parametrize(("field", "value", "reason"), [
     ("corpus_sha256", "0" * 64, "plan's text changed"),
     ("model_fingerprint", "another", "another embedding model"),

@@ -138,12 +138,14 @@ def bench_build(qa: PlanQA, runs: int) -> BuildResult:
     """`build_index` of the plan into memory, `runs` times (no warm-up: the model is
     already loaded and warm from the latency runs)."""
     from planqa.index import build_index
+    from planqa.links import read_links
 
     plan, emb = qa.plan, qa.searcher.embeddings
+    links = read_links(qa.settings.links_path)
     units = [0]
 
     def build() -> None:
-        units[0] = len(build_index(plan, emb).units)
+        units[0] = len(build_index(plan, emb, links).units)
 
     return BuildResult(timed([build] * runs), units[0])
 

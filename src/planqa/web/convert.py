@@ -22,15 +22,9 @@ def convert_script(text: str, traditional: bool) -> str:
 
 
 def _find_passage(plan: Plan, cite: dict[str, Any]) -> Passage | None:
-    """The plan passage a citation points at (by ref, then by its quoted sentences)."""
-    candidates = [p for p in plan.passages if p.ref == cite.get("ref")]
-    if len(candidates) <= 1:
-        return candidates[0] if candidates else None
-    wanted = {to_simplified(h) for h in cite.get("highlights") or ()}
-    for p in candidates:
-        if wanted & set(p.sentences_simplified):
-            return p
-    return candidates[0]
+    """The plan passage a citation names (its `passage_id`), if any."""
+    pid = cite.get("passage_id")
+    return plan.get(pid) if isinstance(pid, str) and plan.has(pid) else None
 
 
 def _swap_exact(text: str, pairs: list[tuple[str, str]], traditional: bool) -> str:
