@@ -1,6 +1,7 @@
 """The index and its manifest: built, saved, loaded; stale or corrupt ones refused."""
 
 import json
+import re
 import shutil
 
 import pytest
@@ -78,7 +79,7 @@ def test_bytes_changed_in_place_are_caught_by_the_checksums(copy, searcher, name
     mid = len(data) // 2
     data[mid:mid + 4096] = bytes(b ^ 0x5A for b in data[mid:mid + 4096])
     (copy / name).write_bytes(bytes(data))
-    with pytest.raises(IndexUnavailable, match=f"damaged: {name}.*make index"):
+    with pytest.raises(IndexUnavailable, match=rf"damaged: {re.escape(name)}.*make index"):
         load_index(copy, searcher.plan, searcher.embeddings)
 
 
@@ -86,7 +87,7 @@ def test_an_index_without_checksums_is_refused(copy, searcher):
     manifest = json.loads((copy / MANIFEST_FILE).read_text(encoding="utf-8"))
     del manifest["files"]
     (copy / MANIFEST_FILE).write_text(json.dumps(manifest), encoding="utf-8")
-    with pytest.raises(IndexUnavailable, match="no checksums.*make index"):
+    with pytest.raises(IndexUnavailable, match=r"no checksums.*make index"):
         load_index(copy, searcher.plan, searcher.embeddings)
 
 

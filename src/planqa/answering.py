@@ -18,9 +18,8 @@ from dataclasses import asdict, dataclass, field
 from planqa.answer_type import expected_type, sentence_answers
 from planqa.corpus import Passage, Plan
 from planqa.query import LIST, ROUNDUP, STRUCTURE, Query, classify, parse_query
-from planqa.refs import PREAMBLE, int_to_cn, locate, section_ordinal, source_line
+from planqa.refs import PREAMBLE, int_to_cn, locate, own_words, section_ordinal, source_line
 from planqa.retrieval import Hit
-from planqa.text import to_traditional
 
 
 @dataclass(frozen=True)
@@ -79,9 +78,7 @@ class Answer:
 
 # ---------------------------------------------------------------- wording
 
-def _w(text: str, traditional: bool) -> str:
-    """planqa's own words in the answer's script."""
-    return to_traditional(text) if traditional else text
+_w = own_words
 
 
 def citation_title(p: Passage, traditional: bool) -> str:

@@ -95,8 +95,12 @@ def section_ordinal(number: str) -> str:
     return f"第{number}部分"
 
 
-def _w(text: str, traditional: bool) -> str:
+def own_words(text: str, traditional: bool) -> str:
+    """planqa's own words (never a quote of the plan) in the answer's script."""
     return to_traditional(text) if traditional else text
+
+
+_w = own_words
 
 
 def locate(p: Passage) -> str:
@@ -245,5 +249,5 @@ def cited_refs(reply: str) -> list[str]:
 
 
 __all__ = ["LAST", "PREAMBLE", "Reference", "bracket_citations", "cited_passages", "cited_refs",
-           "cn_to_int", "int_to_cn", "locate", "make_ref", "parse_reference", "passage_id",
-           "section_ordinal", "source_line"]
+           "cn_to_int", "int_to_cn", "locate", "make_ref", "own_words", "parse_reference",
+           "passage_id", "section_ordinal", "source_line"]
