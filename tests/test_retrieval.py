@@ -98,3 +98,15 @@ def test_load_retriever_rejects_bad_k():
 
     with pytest.raises(ValueError):
         load_retriever(k=0)
+
+
+def test_invoke_honours_k_per_call(searcher):
+    """LangChain's standard retriever contract: invoke(q, k=1) returns one document."""
+    from planqa.errors import InvalidQuestion
+
+    retriever = PlanRetriever(searcher=searcher, k=5)
+    assert len(retriever.invoke("学会治理", k=1)) == 1
+    assert len(retriever.invoke("学会治理", k=3)) == 3
+    assert len(retriever.invoke("学会治理")) == 5
+    with pytest.raises(InvalidQuestion):
+        retriever.invoke("学会治理", k=0)

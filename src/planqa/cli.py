@@ -72,22 +72,39 @@ def _cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
     qa = PlanQA(settings)
     qa.warm_up()
     history: list[tuple[str, str]] = []
-    print(f"planqa — 关于{qa.plan.profile.quoted_title}的问答。空行或 Ctrl-D 退出。")
-    while True:
-        try:
-            question = input("问> ").strip()
-        except EOFError:
-            break
-        if not question:
-            break
+    # Piped input (`planqa chat < questions.txt`) is read line by line, with no prompt,
+    # each answer on its own lines; blank lines are skipped. A terminal ends on a blank
+    # line or Ctrl-D.
+    interactive = sys.stdin.isatty()
+    if interactive:
+        print(f"planqa — 关于{qa.plan.profile.quoted_title}的问答。空行或 Ctrl-D 退出。")
+    for question in _questions(interactive):
         try:
             answer = qa.ask(question, history)
         except ValueError as exc:
             print(exc)
             continue
+        if not interactive:
+            print(f"问：{question}")
         _print_answer(answer, False)
+        print()
         history.append((question, answer.text))
     return 0
+
+
+def _questions(interactive: bool):
+    """The questions of a chat: prompted at a terminal, else one per input line."""
+    if not interactive:
+        yield from (line.strip() for line in sys.stdin if line.strip())
+        return
+    while True:
+        try:
+            question = input("问> ").strip()
+        except EOFError:
+            return
+        if not question:
+            return
+        yield question
 
 
 def _cmd_eval(args: argparse.Namespace, settings: Settings) -> int:

@@ -369,10 +369,14 @@ class PlanRetriever(BaseRetriever):
     k: int = 5
 
     def _get_relevant_documents(
-        self, query: str, *, run_manager: CallbackManagerForRetrieverRun
+        self, query: str, *, run_manager: CallbackManagerForRetrieverRun, k: int | None = None
     ) -> list[Document]:
+        """`invoke(q, k=…)` overrides the retriever's own `k` for one call."""
+        k = self.k if k is None else k
+        if not isinstance(k, int) or k < 1:
+            raise InvalidQuestion("k must be a positive integer")
         q = self.searcher.parse(query)
-        return [hit_to_document(h, q.traditional) for h in self.searcher.search(q, k=self.k)]
+        return [hit_to_document(h, q.traditional) for h in self.searcher.search(q, k=k)]
 
 
 def load_searcher(settings: Settings | None = None, batch_queries: bool = False) -> PlanSearcher:
