@@ -352,6 +352,7 @@ def hit_to_document(hit: Hit, traditional: bool = False) -> Document:
             "matched_sentence": matched,
             "dense": round(hit.dense, 4),
             "lexical": round(hit.lexical, 4),
+            "link": round(hit.link, 4),
             "exact_ref": hit.exact_ref,
         },
     )
