@@ -126,10 +126,11 @@ class PlanQA:
             topic = roundup_topic(query.simplified) or query.simplified
             hits = self.searcher.search(topic, k=len(self.plan.passages))
             return {**state, "hits": hits}
+        hits = None
         if resolved.follow_up and resolved.prior and self._focus_answers(resolved):
             # An elliptical follow-up asking for a kind of fact ("什么时候完成？") is
             # answered from the clause in focus when that clause holds one.
-            hits = self.searcher.search(resolved.question, k=TOP_K, prior=resolved.prior)
+            hits = self.searcher.search(query, k=TOP_K, prior=resolved.prior)
             focus_id = next(iter(resolved.prior))
             first = [h for h in hits if h.passage.id == focus_id]
             if first:
@@ -141,7 +142,8 @@ class PlanQA:
             if alone and alone[0].dense >= self.calibration.strong_dense:
                 return {**state, "hits": alone,
                         "resolved": Resolved(resolved.original, resolved.original)}
-        hits = self.searcher.search(resolved.question, k=TOP_K, prior=resolved.prior)
+        if hits is None:  # searched once already when the focus had no answer
+            hits = self.searcher.search(query, k=TOP_K, prior=resolved.prior)
         if resolved.focus and hits:
             hits = self._about_focus(hits, resolved.focus)
         return {**state, "hits": hits}
