@@ -4,6 +4,7 @@ import pytest
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 
+from planqa.query import parse_query
 from planqa.refs import Reference, parse_reference
 from planqa.retrieval import PlanRetriever
 
@@ -110,3 +111,16 @@ def test_invoke_honours_k_per_call(searcher):
     assert len(retriever.invoke("学会治理")) == 5
     with pytest.raises(InvalidQuestion):
         retriever.invoke("学会治理", k=0)
+
+
+def test_a_link_scores_for_every_paragraph_of_its_ref(searcher):
+    """The preamble's links name "前言", which spans the news lead-in and the body:
+    each paragraph gets the link score, so its text decides which one answers."""
+    preamble = [p.id for p in searcher.plan.passages if p.ref == "前言" and p.sentences]
+    assert len(preamble) >= 2
+    channels, floors, _, _ = searcher.channel_scores(parse_query("科协改革方案是谁印发的"))
+    link = {pid: float(channels["dense_link"][searcher._pid_pos[pid]]) for pid in preamble}
+    assert len(set(link.values())) == 1, link
+    assert floors["dense_link"] < min(link.values())
+    hits = searcher.search("中共中央办公厅印发了什么文件", k=1)
+    assert hits[0].passage.id == "前言.1"

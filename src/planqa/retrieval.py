@@ -76,8 +76,10 @@ class Hit:
 # ---------------------------------------------------------------- the engine
 
 
-def _minmax(x: np.ndarray) -> np.ndarray:
-    lo, hi = float(x.min()), float(x.max())
+def _minmax(x: np.ndarray, floor: float | None = None) -> np.ndarray:
+    """x scaled to 0..1 over its range, or from `floor` when the channel has one."""
+    lo = float(x.min()) if floor is None else min(floor, float(x.min()))
+    hi = float(x.max())
     return np.zeros_like(x) if hi - lo < 1e-9 else (x - lo) / (hi - lo)
 
 
@@ -109,6 +111,13 @@ class PlanSearcher:
                                  dtype=np.int64)
         self._link_idx = np.array([i for i, u in enumerate(self.units) if u.kind == "link"],
                                   dtype=np.int64)
+        # A link names a ref; where the ref spans several paragraphs (the preamble's news
+        # lead-in and its body), it scores for each of them, and the text decides which.
+        owners = {u.passage_id for i, u in enumerate(self.units) if u.kind == "link"}
+        self._link_siblings = [
+            (self._pid_pos[o], self._pid_pos[p.id]) for o in owners for p in plan.passages
+            if p.id != o and p.id in self._pid_pos and p.ref == plan.get(o).ref
+            and p.kind != "title" and p.sentences]
         slot = {(self.units[i].passage_id, self.units[i].position): k
                 for k, i in enumerate(self._sent_idx)}
         # Which sentence (index into _sent_idx) each window belongs to.
@@ -200,9 +209,11 @@ class PlanSearcher:
             return np.zeros(len(vocabs))
         return np.array([sum(w for t, w in weights.items() if t in v) for v in vocabs]) / total
 
-    def channel_scores(self, q: Query) -> tuple[dict[str, np.ndarray], np.ndarray, list[str]]:
-        """Per-passage scores of each channel; each sentence's dense similarity (the
-        best of the sentence and its windows, aligned with the sentence units); terms."""
+    def channel_scores(self, q: Query) -> tuple[dict[str, np.ndarray], dict[str, float],
+                                                np.ndarray, list[str]]:
+        """Per-passage scores of each channel; the floors some channels' ranges start
+        from; each sentence's dense similarity (the best of the sentence and its
+        windows, aligned with the sentence units); terms."""
         terms = self.query_terms(q)
         qvec = self.embeddings.encode_queries([self.dense_text(q)])
         sims, ids = self.index.search(qvec)
@@ -229,7 +240,11 @@ class PlanSearcher:
                     "dense_passage": dense_pass, "bm25_passage": bm25_pass,
                     "heading": self._coverages(terms, self._heading_token_sets).astype(np.float32),
                     **self._link_channels(unit_dense, terms)}
-        return channels, sent_dense, terms
+        # The link channels range from their floor (the least similar link, no BM25
+        # match) whether or not some passage has no links of its own.
+        floors = ({"dense_link": float(unit_dense[self._link_idx].min()), "bm25_link": 0.0}
+                  if len(self._link_idx) else {})
+        return channels, floors, sent_dense, terms
 
     def _link_channels(self, unit_dense: np.ndarray, terms: list[str]) -> dict[str, np.ndarray]:
         """Per passage, the best dense and BM25 match among its question links. A
@@ -246,11 +261,15 @@ class PlanSearcher:
         if terms and self._bm25_link is not None:
             np.maximum.at(lexical, owner,
                           np.asarray(self._bm25_link.get_scores(terms), dtype=np.float32))
+        for o, sibling in self._link_siblings:
+            dense[sibling] = max(dense[sibling], dense[o])
+            lexical[sibling] = max(lexical[sibling], lexical[o])
         return {"dense_link": dense, "bm25_link": lexical}
+
 
     def _score_all(self, q: Query, weights: dict[str, float] | None = None,
                    prior: dict[str, float] | None = None) -> list[Hit]:
-        channels, sent_dense, terms = self.channel_scores(q)
+        channels, floors, sent_dense, terms = self.channel_scores(q)
         weights = weights or CHANNEL_WEIGHTS
         n = len(self.passage_ids)
         coverage = self._coverages(terms, self._passage_token_sets)
@@ -260,7 +279,8 @@ class PlanSearcher:
         fused = np.zeros(n, dtype=np.float64)
         for name, w in weights.items():
             if w > 0:
-                fused += w * (trust if name in LEXICAL_CHANNELS else 1.0) * _minmax(channels[name])
+                scale = trust if name in LEXICAL_CHANNELS else 1.0
+                fused += w * scale * _minmax(channels[name], floors.get(name))
         # A question in the words of one clause's heading names that clause.
         named = channels["heading"] >= HEADING_NAMES
         if named.sum() == 1:
