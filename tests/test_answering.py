@@ -240,3 +240,37 @@ def test_the_nth_item_of_the_previous_list(qa):
     first = qa.ask("基本原则有哪些？")
     a = qa.ask("第三条是什么意思？", [("基本原则有哪些？", first.text)])
     assert a.found and a.citations[0].ref == "一、2" and "突出问题导向" in a.text
+
+
+def _sentence_with(plan, ref, needle):
+    p = next(x for x in plan.passages if x.ref == ref and x.kind == "clause")
+    return p, [s for s in p.sentences_simplified if needle in s]
+
+
+@pytest.mark.parametrize("question, ref, needle, expected", [
+    # a group the plan never names, and not one character of it in the sentence
+    ("常委会委员里女性要占多少比例？", "二、1", "常委会委员", "女性"),
+    # a body the plan names elsewhere, not in this clause: whom the figure is not for
+    ("省市级地方科协的编制要精简多少？", "二、2", "1120", "地方科协"),
+    # the plan's own words, and a paraphrase that shares a character (年轻人 ~ 青年)
+    ("常委会委员比例要提高到多少？", "二、1", "常委会委员", None),
+    ("全国代表里45岁以下的年轻人占多少？", "二、1", "45岁", None),
+    # the asked type's own words (多长时间, 比例) are no qualifier
+    ("事业编制多长时间内精简到位？", "二、2", "1120", None),
+])
+def test_uncovered_qualifier(plan, question, ref, needle, expected):
+    from planqa.answering import uncovered_qualifier
+    from planqa.query import parse_query
+
+    passage, sentences = _sentence_with(plan, ref, needle)
+    assert sentences
+    assert uncovered_qualifier(parse_query(question), sentences, passage, plan) == expected
+
+
+def test_a_near_miss_names_whom_the_figure_is_for(qa):
+    """Another group's figure is not handed over as the answer: the plan's own
+    figure is quoted as what it says, and the answer is not found."""
+    a = qa.ask("女性委员在常委会里要占多大比例？")
+    assert not a.found and a.citations == []
+    assert "女性" in a.text and a.related and a.related[0].ref == "二、1"
+    assert "75%" in a.text

@@ -12,6 +12,7 @@ the best passage does not answer the question, it says so plainly.
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import asdict, dataclass, field
 
@@ -20,6 +21,7 @@ from planqa.corpus import Passage, Plan
 from planqa.query import LIST, ROUNDUP, STRUCTURE, Query, classify, parse_query
 from planqa.refs import PREAMBLE, int_to_cn, locate, own_words, section_ordinal, source_line
 from planqa.retrieval import Hit
+from planqa.text import STOPWORDS, pos_tags
 
 
 @dataclass(frozen=True)
@@ -227,6 +229,42 @@ def enumerate_items(sentence: str) -> list[str]:
     return items
 
 
+# ---------------------------------------------------------------- near misses
+
+#: Nouns that frame a question rather than name whom or what it is about.
+_FRAME_NOUNS = frozenset("问题 目标 方面 内容 情况 要求 时候 时间 时期 数量 数字 规模 程度 "
+                         "标准 办法 意思 原文 条款 文件 方案 部分 科协".split())
+
+
+def uncovered_qualifier(asked: Query, sentences: list[str], passage: Passage,
+                        plan: Plan) -> str | None:
+    """A body, group or kind the factoid question names that the quoted sentences do
+    not cover, so that their figure belongs to someone else ("常委会委员里女性占多少"
+    against 基层一线's share), or None.
+
+    A noun counts when the plan uses it, just not in this passage (another body in
+    the plan's own words), or when the plan never uses it and the sentences share
+    not one character with it (a paraphrase such as 年轻人 for 青年 shares one)."""
+    quoted = "".join(sentences)
+    asks = asked.answer_type
+    spans = [m.span() for m in asks.asks.finditer(asked.simplified)] if asks else []
+    pos = 0
+    tags = pos_tags(asked.simplified)
+    for k, (word, flag) in enumerate(tags):
+        start, pos = pos, pos + len(word)
+        if (not flag.startswith("n") or len(word) < 2 or word in STOPWORDS
+                or word in _FRAME_NOUNS or word in quoted
+                or any(a < pos and start < b for a, b in spans)):
+            continue
+        if (word not in passage.text_simplified if word in plan.text_simplified
+                else not set(word) & set(quoted)):
+            # with the nouns right after it: "地方" + "科协" is whom the question means
+            rest = "".join(w for w, _ in itertools.takewhile(
+                lambda t: t[1].startswith(("n", "j")), tags[k + 1:]))
+            return word + rest
+    return None
+
+
 # ---------------------------------------------------------------- composing
 
 
@@ -252,6 +290,16 @@ def refusal(hits: list[Hit], traditional: bool, reason: str) -> Answer:
             + ("" if h.passage.section == PREAMBLE else f"“{c.title}”")
             for h, c in zip(near, related, strict=True))
     return Answer(text=text, found=False, related=related, traditional=traditional,
+                  mode="refusal")
+
+
+def _near_miss(qualifier: str, top: Hit, positions: list[int], traditional: bool) -> Answer:
+    """The plan gives this kind of fact, but for someone else: say so, and for whom."""
+    p = top.passage
+    cite = make_citation(p, positions, traditional, top.score)
+    text = (_w(f"方案没有专门给出“{qualifier}”的这项内容。方案{locate(p)}讲的是：", traditional)
+            + "\n" + _quote_block(list(cite.highlights)) + "\n" + source_line(p, traditional))
+    return Answer(text=text, found=False, related=[cite], traditional=traditional,
                   mode="refusal")
 
 
@@ -478,6 +526,11 @@ def compose(question: str | Query, hits: list[Hit], plan: Plan, *, traditional: 
         positions = pick_sentences(top, asked_n)
         if not positions:
             return refusal(hits, traditional, not_in_plan(plan))
+        # the user's own words name the qualifier, not a follow-up's rewrite
+        own = parse_query(asked) if asked else q
+        if asked_q.factoid and (qualifier := uncovered_qualifier(
+                own, [p.sentences_simplified[i] for i in positions], p, plan)):
+            return _near_miss(qualifier, top, positions, traditional)
         quoted = [sentences[i] for i in positions]
         items = enumerate_items(quoted[-1]) if kind == LIST else []
         if len(items) >= 3:

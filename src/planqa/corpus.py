@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 from planqa.profile import Profile, derive_profile, load_profile, profile_path
@@ -133,6 +133,12 @@ class Plan:
                 out.append(sec.lead)
             out.extend(sec.clauses)
         return tuple(out)
+
+    @cached_property
+    def text_simplified(self) -> str:
+        """Every passage's Simplified text, in reading order (for "does the plan use
+        this word at all")."""
+        return "\n".join(p.text_simplified for p in self.passages)
 
     def get(self, passage_id: str) -> Passage:
         return self._by_id[passage_id]

@@ -94,6 +94,14 @@ STOPWORDS = frozenset(
 )
 
 
+def pos_tags(text: str) -> list[tuple[str, str]]:
+    """jieba's words of Simplified text with their part-of-speech flags ("n…" nouns)."""
+    _jieba()
+    import jieba.posseg
+
+    return [(w.word, w.flag) for w in jieba.posseg.lcut(text)]
+
+
 def tokenize(text: str) -> list[str]:
     """Search-mode jieba tokens of Simplified text, lower-cased, stopwords removed.
 
