@@ -230,6 +230,16 @@ def test_a_roundup_lists_every_clause_on_the_topic_in_plan_order(qa):
     assert f"方案中共有{said}处" in a.text
 
 
+def test_a_roundup_of_a_topic_one_clause_holds_says_so(qa):
+    """Every passage holding the term is listed; when that is one, the answer says
+    只有一处 rather than quoting it as if nothing else were asked."""
+    holders = [p.ref for p in qa.plan.passages if "智库" in p.text_simplified]
+    a = qa.ask("智库建设在方案里哪几处有要求？")
+    assert a.found and a.mode == "roundup"
+    assert [c.ref for c in a.citations] == holders == ["四、4"]
+    assert "只有一处" in a.text
+
+
 def test_an_elliptical_follow_up_is_answered_from_the_clause_in_focus(qa):
     first = qa.ask("事业编制要精简到多少名？")
     a = qa.ask("什么时候完成？", [("事业编制要精简到多少名？", first.text)])

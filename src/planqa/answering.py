@@ -448,17 +448,22 @@ def _roundup_answer(q: Query, hits: list[Hit], plan: Plan, traditional: bool,
     """"在哪几处 / 都列出来 / 分别怎么说": every passage that speaks of the topic, in plan
     order, each with its key sentence and ref, and how many there are. `hits` are
     every passage scored for the topic alone (the round-up words taken out)."""
-    about = [h for h in hits if h.lexical >= ROUNDUP_MIN_COVERAGE and h.passage.sentences
-             and h.passage.kind != "title"]
+    full = [h for h in hits if h.lexical >= ROUNDUP_MIN_COVERAGE and h.passage.sentences
+            and h.passage.kind != "title"]
+    about = full
     if len(about) < 2:
         about = [h for h in hits[:MAX_ROUNDUP] if answerable(h, cal) and h.lexical >= 0.5]
     if len(about) < 2:
-        return None
+        # One passage alone holds every word of the topic, and it is the best: "只有一处".
+        if len(full) == 1 and full[0] is hits[0] and answerable(full[0], cal):
+            about = full
+        else:
+            return None
     about = about[:MAX_ROUNDUP]
     order = {p.id: i for i, p in enumerate(plan.passages)}
     about.sort(key=lambda h: order[h.passage.id])
-    n_cn = _count_words(len(about))
-    lines = [_w(f"方案中共有{n_cn}处讲到这方面的内容：", traditional)]
+    lines = [_w("方案中只有一处讲到这方面的内容：" if len(about) == 1 else
+                f"方案中共有{_count_words(len(about))}处讲到这方面的内容：", traditional)]
     cites = []
     for i, h in enumerate(about, 1):
         p = h.passage
