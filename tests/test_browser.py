@@ -8,6 +8,7 @@ light and dark themes (axe-<theme>.json).
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import shutil
@@ -266,6 +267,7 @@ def test_phone_width_refusal_looks_different(browser, web_server: LiveServer) ->
         ubox, last = user.bounding_box(), s.last_answer().bounding_box()
         assert ubox and last and ubox["x"] >= 0 and ubox["x"] + ubox["width"] <= PHONE["width"]
         assert last["x"] >= 0 and last["x"] + last["width"] <= PHONE["width"]
+        user.evaluate("e => e.scrollIntoView({block: 'start'})")
         page.screenshot(path=str(ARTIFACTS / "web-phone-long-text.png"))
         page.locator("#pq-new").click()  # Playwright checks nothing else takes the click
         page.wait_for_function("() => document.querySelectorAll('.pq-answer').length === 0")
@@ -369,6 +371,11 @@ def test_copy_goto_regenerate_export_and_reload(browser, web_server: LiveServer,
         assert "**可能相关的条款**" in md and "- **二、2**" in md and "> " in md
         assert "1120" in md and "<" not in md
         (ARTIFACTS / "exported-conversation.md").write_text(md, "utf-8")
+        shown = s.context.new_page()  # the exported file as staff would read it
+        shown.set_content(f'<pre style="white-space: pre-wrap; font: 14px sans-serif">'
+                          f"{html.escape(md)}</pre>")
+        shown.screenshot(path=str(ARTIFACTS / "web-exported-markdown.png"), full_page=True)
+        shown.close()
         page.mouse.move(0, 0)
         page.screenshot(path=str(ARTIFACTS / "web-after-reload-export.png"), full_page=True)
 
