@@ -1,12 +1,15 @@
-"""The chat page's pure parts, without a browser or the model: what 复制 and 导出 take
-from an answer, the conversation the browser keeps (and what comes back from it), and the
-page's script route. The browser test (test_browser.py) drives the same features."""
+"""The chat page's parts without a browser: what 复制 and 导出 take from an answer, the
+conversation the browser keeps (and what comes back from it), the page's script route,
+and 重试 and the restore on load, on the session's app (`api`, the real PlanQA). The
+browser test (test_browser.py) drives the same features in chromium."""
 
 from __future__ import annotations
 
 import html
 import re
+from types import SimpleNamespace
 
+import gradio as gr
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -15,13 +18,19 @@ from planqa.web.handlers import (
     MAX_SAVED_TURNS,
     SIMPLIFIED,
     TRADITIONAL,
+    Handlers,
     chat_from_turns,
+    new_state,
     restore_turns,
     saved_value,
 )
 from planqa.web.render import answer_markdown, answer_plain_text, render_answer
 from planqa.web.ui import STATIC_PREFIX, add_static_routes, head
 
+# the session's app (`api`): one real PlanQA shared with the other web tests
+pytest_plugins = ["web_fixtures"]
+
+Q_STAFF, Q_REFUSE = "事业编制要精简到多少名？", "科协现任主席是谁？"
 CITE = {"section": "二", "clause": "2", "ref": "二、2", "title": "机构 › 深化改革",
         "quote": "事业编制精简至1120名左右。", "highlights": ["事业编制精简至1120名左右。"],
         "text": "深化改革。事业编制精简至1120名左右。", "score": 0.9, "passage_id": "p7"}
@@ -121,3 +130,53 @@ def test_the_page_script_is_served_same_origin() -> None:
     assert "pq-copy" in r.text and "eval(" not in r.text and "innerHTML" not in r.text
     # relative, so a reverse proxy's prefix is kept; no inline code
     assert head() == f'<script src="{STATIC_PREFIX}/planqa.js" defer></script>'
+
+
+def _last(steps):
+    """The last (question box, chat, state, notice) a handler yields."""
+    *_, final = steps
+    return final
+
+
+def _retry(index: int) -> gr.RetryData:
+    return gr.RetryData(None, {"index": index, "value": None})
+
+
+def test_retry_asks_that_question_again_and_drops_what_followed(api) -> None:
+    h = Handlers(api.service)
+    _, chat, state, _ = _last(h.respond(Q_STAFF, [], new_state(), SIMPLIFIED))
+    _, chat, state, _ = _last(h.respond(Q_REFUSE, chat, state, SIMPLIFIED))
+    first_id, last_id = state["turns"][0]["id"], state["turns"][1]["id"]
+
+    # the last answer (Gradio passes the index of its user message)
+    _, again, after, _ = _last(h.regenerate(chat, state, SIMPLIFIED, _retry(2)))
+    assert len(again) == 4 and [t["question"] for t in after["turns"]] == [Q_STAFF, Q_REFUSE]
+    assert after["turns"][0]["id"] == first_id and after["turns"][1]["id"] != last_id
+    assert after["turns"][1]["answer"] == state["turns"][1]["answer"]  # extractive: same
+    assert [t["message_index"] for t in after["turns"]] == [1, 3]
+
+    # the first answer: the turn after it goes
+    _, again, after, _ = _last(h.regenerate(chat, state, SIMPLIFIED, _retry(0)))
+    assert len(again) == 2 and [t["question"] for t in after["turns"]] == [Q_STAFF]
+    assert "1120" in after["turns"][0]["answer"]["answer"]
+
+
+def test_retry_after_a_failed_answer_reads_the_question_from_the_chat(api) -> None:
+    # no turn was kept (the answer was an error notice); Gradio sends content as parts
+    chat = [{"role": "user", "content": [{"type": "text", "text": "事业编制要精简到多少名&lt;"}]},
+            {"role": "assistant", "content": [{"type": "text", "text": "回答时出错"}]}]
+    _, again, after, _ = _last(Handlers(api.service).regenerate(chat, new_state(), SIMPLIFIED,
+                                                                _retry(1)))
+    assert [t["question"] for t in after["turns"]] == ["事业编制要精简到多少名<"]
+    assert "1120" in after["turns"][0]["answer"]["answer"] and len(again) == 2
+
+
+def test_load_restores_only_this_users_conversation(api) -> None:
+    h = Handlers(api.service)
+    _, chat, state, _ = _last(h.respond(Q_STAFF, [], new_state(), SIMPLIFIED))
+    saved = h.save(state, TRADITIONAL, SimpleNamespace(username="alice"))
+    restored, rstate, script = h.restore(saved, SimpleNamespace(username="alice"))
+    assert restored == chat and script == TRADITIONAL
+    assert [t["id"] for t in rstate["turns"]] == [t["id"] for t in state["turns"]]
+    restored, rstate, _ = h.restore(saved, SimpleNamespace(username="bob"))
+    assert restored == [] and rstate == new_state()
