@@ -74,8 +74,7 @@ def add_static_routes(app: FastAPI) -> None:
     @app.get(f"/{STATIC_PREFIX}/planqa.js", include_in_schema=False)
     def planqa_js() -> Response:
         return Response(_script(), media_type="text/javascript; charset=utf-8",
-                        headers={"Cache-Control": "no-cache",
-                                 "X-Content-Type-Options": "nosniff"})
+                        headers={"Cache-Control": "no-cache"})
 
 
 @cache
