@@ -2,12 +2,15 @@
 
 Runs against `python app.py` (web_fixtures.web_server) with the real PlanQA. Every
 request the page makes is recorded and must go to the server's own origin.
-Screenshots land in test-artifacts/ at the repo root.
+Screenshots land in test-artifacts/ at the repo root, with axe-core's results for the
+light and dark themes (axe-<theme>.json).
 """
 
 from __future__ import annotations
 
+import html
 import json
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -28,6 +31,25 @@ ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
 TIMEOUT_MS = 30_000
+Q_STAFF = "事业编制要精简到多少名？"
+Q_REFUSE = "科协现任主席是谁？"
+CJK = re.compile(r"[\u4e00-\u9fff]")
+
+# The roles of controls in Playwright's ARIA snapshot (its accessible-name computation):
+# a line reads `- button "发送"`, or without the quoted name when there is none.
+CONTROL_LINE = re.compile(r'^\s*- (button|textbox|searchbox|radio|checkbox|combobox|link|'
+                          r'slider|spinbutton|switch|tab|menuitem)\b(?: "((?:[^"\\]|\\.)*)")?')
+
+
+def control_names(page) -> list[tuple[str, str]]:
+    """(role, accessible name) of every control the page shows."""
+    found = []
+    for line in page.locator("body").aria_snapshot().splitlines():
+        m = CONTROL_LINE.match(line)
+        if m:
+            found.append((m.group(1), m.group(2) or ""))
+    return found
+
 
 # Counts, per message, how long the streaming text was each time the page changed:
 # proof that the answer arrived in pieces, not all at once.
@@ -59,9 +81,10 @@ def browser() -> Iterator[object]:
 class Session:
     """One browser context (one staff member) with every request it made recorded."""
 
-    def __init__(self, browser, server: LiveServer, viewport: dict[str, int]) -> None:
+    def __init__(self, browser, server: LiveServer, viewport: dict[str, int],
+                 **options) -> None:
         self.server = server
-        self.context = browser.new_context(viewport=viewport, locale="zh-CN")
+        self.context = browser.new_context(viewport=viewport, locale="zh-CN", **options)
         self.requests: list[str] = []
         self.page = self.context.new_page()
         self.page.set_default_timeout(TIMEOUT_MS)
@@ -77,6 +100,11 @@ class Session:
         box.fill(question)
         box.press("Enter")
         self.wait_answers(before + 1)
+
+    def reload(self) -> None:
+        self.page.reload()
+        self.page.wait_for_selector("#pq-question textarea")
+        self.page.wait_for_selector(".pq-outline")
 
     def answers_done(self) -> int:
         return self.page.locator(".pq-answer:not(.pq-streaming)").count()
@@ -229,6 +257,20 @@ def test_phone_width_refusal_looks_different(browser, web_server: LiveServer) ->
         assert width <= PHONE["width"] + 1, width
         page.screenshot(path=str(ARTIFACTS / "web-phone-390x844.png"))
         page.screenshot(path=str(ARTIFACTS / "web-phone-full.png"), full_page=True)
+
+        # 5,000 unbroken characters wrap: the page stays as wide as the phone, the
+        # answer is not cut off, and 新对话 can still be clicked
+        s.ask("x" * 5000)
+        width = page.evaluate("() => document.documentElement.scrollWidth")
+        assert width <= PHONE["width"] + 1, width
+        user = page.locator('#pq-chat [data-testid="user"]').last
+        ubox, last = user.bounding_box(), s.last_answer().bounding_box()
+        assert ubox and last and ubox["x"] >= 0 and ubox["x"] + ubox["width"] <= PHONE["width"]
+        assert last["x"] >= 0 and last["x"] + last["width"] <= PHONE["width"]
+        user.evaluate("e => e.scrollIntoView({block: 'start'})")
+        page.screenshot(path=str(ARTIFACTS / "web-phone-long-text.png"))
+        page.locator("#pq-new").click()  # Playwright checks nothing else takes the click
+        page.wait_for_function("() => document.querySelectorAll('.pq-answer').length === 0")
         assert s.foreign_requests() == []
     finally:
         s.close()
@@ -257,3 +299,145 @@ def test_two_staff_at_once_see_only_their_own_turns(browser, web_server: LiveSer
     finally:
         a.close()
         b.close()
+
+
+def test_copy_goto_regenerate_export_and_reload(browser, web_server: LiveServer,
+                                                tmp_path: Path) -> None:
+    s = Session(browser, web_server, DESKTOP,
+                permissions=["clipboard-read", "clipboard-write"])
+    page = s.page
+    try:
+        s.ask(Q_REFUSE)
+        s.ask(Q_STAFF)
+        answer = s.last_answer()
+
+        # 复制: the answer's text with its 出处 goes to the clipboard
+        page.locator(".pq-copy").last.click()
+        page.wait_for_function("() => [...document.querySelectorAll('.pq-copy')]"
+                               ".some(b => b.textContent.startsWith('已复制'))")
+        copied = page.evaluate("() => navigator.clipboard.readText()")
+        assert copied == answer.locator(".pq-text").inner_text().strip()
+        assert "1120" in copied and "出处" in copied and "<" not in copied
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "web-copied.png"))
+
+        # a citation opens its clause in the outline, even when a search hides it
+        search = page.locator("#pq-search textarea, #pq-search input").first
+        search.fill("科普")
+        page.wait_for_selector(".pq-ol-count")
+        assert page.locator('.pq-ol-clause[data-ref="二、2"]').count() == 0
+        card = page.locator(".pq-card-source",
+                            has=page.locator(".pq-ref", has_text="二、2")).last
+        card.locator("summary").click()
+        card.locator(".pq-goto").click()
+        clause = page.locator('.pq-ol-clause[data-ref="二、2"]')
+        clause.locator(".pq-ol-text").wait_for(state="visible")
+        assert "pq-ol-target" in clause.get_attribute("class")
+        assert search.input_value() == ""
+        assert page.evaluate("() => document.activeElement.closest('.pq-ol-clause')"
+                             "?.dataset.ref") == "二、2"
+        box = clause.bounding_box()
+        outline = page.locator("#pq-outline").bounding_box()
+        assert box and outline and outline["y"] <= box["y"] <= outline["y"] + outline["height"]
+
+        # 重试 asks the last question again: the answer streams in anew, replacing the old
+        page.evaluate(STREAM_PROBE)
+        page.locator(".bot-row").last.hover()
+        page.locator('button[aria-label="重试"]').last.click()
+        page.wait_for_function("() => window.__pqLengths.length > 0")
+        s.wait_answers(2)
+        page.wait_for_function("() => !document.querySelector('.pq-streaming')")
+        assert page.locator(".pq-answer").count() == 2
+        assert "1120" in s.last_answer().inner_text()
+
+        # the conversation survives a reload, as context for a follow-up
+        s.reload()
+        s.wait_answers(2)
+        assert Q_STAFF in page.locator("#pq-chat").inner_text()
+        s.ask("那所属事业单位呢？")
+        assert "13" in s.last_answer().inner_text()
+
+        # 导出: Markdown with each question, answer and its refs
+        with page.expect_download() as info:
+            page.locator("#pq-export").click()
+        download = info.value
+        assert download.suggested_filename.endswith(".md")
+        md_path = tmp_path / "conversation.md"
+        download.save_as(md_path)
+        md = md_path.read_text("utf-8")
+        assert md.startswith("# 科协改革方案问答\n")
+        assert [m.group(1) for m in re.finditer(r"^## 问：(.+)$", md, re.M)] == [
+            Q_REFUSE, Q_STAFF, "那所属事业单位呢？"]
+        assert "**可能相关的条款**" in md and "- **二、2**" in md and "> " in md
+        assert "1120" in md and "<" not in md
+        (ARTIFACTS / "exported-conversation.md").write_text(md, "utf-8")
+        shown = s.context.new_page()  # the exported file as staff would read it
+        shown.set_content(f'<pre style="white-space: pre-wrap; font: 14px sans-serif">'
+                          f"{html.escape(md)}</pre>")
+        shown.screenshot(path=str(ARTIFACTS / "web-exported-markdown.png"), full_page=True)
+        shown.close()
+        page.mouse.move(0, 0)
+        page.screenshot(path=str(ARTIFACTS / "web-after-reload-export.png"), full_page=True)
+
+        # another staff member's browser starts empty
+        other = Session(browser, web_server, DESKTOP)
+        try:
+            other.page.wait_for_timeout(1000)
+            assert other.page.locator(".pq-answer").count() == 0
+        finally:
+            other.close()
+        # 新对话 empties the kept copy too
+        page.locator("#pq-new").click()
+        page.wait_for_function("() => document.querySelectorAll('.pq-answer').length === 0")
+        page.wait_for_timeout(500)
+        s.reload()
+        page.wait_for_timeout(1500)
+        assert page.locator(".pq-answer").count() == 0
+        assert s.foreign_requests() == []
+    finally:
+        s.close()
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_axe_finds_no_serious_violation_and_names_are_chinese(browser, web_server: LiveServer,
+                                                              scheme: str) -> None:
+    from axe_playwright_python.sync_playwright import Axe
+
+    s = Session(browser, web_server, DESKTOP, color_scheme=scheme)
+    page = s.page
+    try:
+        is_dark = page.evaluate("() => !!document.querySelector('.dark')")
+        assert is_dark == (scheme == "dark")
+        s.ask(Q_REFUSE)
+        s.ask(Q_STAFF)
+        page.locator(".pq-card-source summary").last.click()  # marks inside, the goto button
+        page.locator(".pq-card-related summary").first.click()
+        page.locator('.pq-ol-clause[data-ref="二、2"] summary').click()
+        page.mouse.move(0, 0)
+        page.wait_for_timeout(300)
+        results = Axe().run(page).response
+        found = [{"id": v["id"], "impact": v["impact"], "nodes": len(v["nodes"]),
+                  "targets": [n["target"] for n in v["nodes"][:5]]}
+                 for v in results["violations"]]
+        ARTIFACTS.mkdir(exist_ok=True)
+        (ARTIFACTS / f"axe-{scheme}.json").write_text(
+            json.dumps({"axe": results["testEngine"]["version"], "violations": found},
+                       ensure_ascii=False, indent=1), "utf-8")
+        bad = [v for v in found if v["impact"] in ("serious", "critical")]
+        assert bad == [], bad
+
+        controls = control_names(page)
+        roles = {r for r, _ in controls}
+        assert len(controls) > 15 and {"button", "textbox", "radio"} <= roles, controls
+        unnamed = [c for c in controls if not CJK.search(c[1])]
+        assert unnamed == [], unnamed
+        # the messages themselves: Gradio's "bot's message: <html>" is replaced
+        labels = page.evaluate(
+            "() => [...document.querySelectorAll('#pq-chat [data-testid=bot],"
+            " #pq-chat [data-testid=user]')].map(e => e.getAttribute('aria-label') || '')")
+        assert len(labels) == 4, labels
+        assert all(x.startswith(("问题：", "回答：")) for x in labels), labels
+        page.screenshot(path=str(ARTIFACTS / f"web-{scheme}.png"), full_page=True)
+        assert s.foreign_requests() == []
+    finally:
+        s.close()

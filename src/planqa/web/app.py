@@ -15,7 +15,7 @@ from planqa.errors import ConfigError
 from planqa.web.api import add_api_routes
 from planqa.web.feedback import FeedbackLog
 from planqa.web.service import ChatService
-from planqa.web.ui import build_blocks, css, theme
+from planqa.web.ui import add_static_routes, build_blocks, css, head, theme
 
 if TYPE_CHECKING:
     from planqa.chain import PlanQA
@@ -53,12 +53,13 @@ def create_app(qa: PlanQA | None = None, settings: Settings | None = None) -> Fa
                   openapi_url=None)
     app.state.service = service
     add_api_routes(app, service)  # before the mount: "/" would shadow them
+    add_static_routes(app)  # the chat page's script
     return gr.mount_gradio_app(
         app, build_blocks(service), path="/",
         auth=login,
         auth_message="请登录后使用方案问答。" if settings.auth else None,
         root_path=settings.root_path or None,
-        theme=theme(), css=css(), footer_links=[], run_history=False, show_error=True,
+        theme=theme(), css=css(), head=head(), footer_links=[], run_history=False, show_error=True,
         ssr_mode=False, pwa=False, mcp_server=False,
     )
 

@@ -1,12 +1,15 @@
-"""What the chat page does when staff act: ask (the answer revealed in pieces), start
-over, switch 简体/繁體, search the outline, vote and comment; and api_name="ask".
+"""What the chat page does when staff act: ask (the answer revealed in pieces), ask
+again (重试), start over, switch 简体/繁體, search the outline, vote and comment, keep the
+conversation in the browser across a reload; and api_name="ask".
 
 `Handlers` holds the shared ChatService; each session's state is passed in and out.
 """
 
 from __future__ import annotations
 
+import html
 import logging
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -27,6 +30,10 @@ logger = logging.getLogger(__name__)
 SIMPLIFIED, TRADITIONAL = "简体", "繁體"
 #: Pause between the pieces of an answer as it is revealed (the extractive one is instant).
 REVEAL_PAUSE = 0.035
+#: Turns kept in the browser (localStorage holds ~5 MB; a turn with its cards ~10 KB).
+MAX_SAVED_TURNS = 40
+#: Format of the saved conversation; a value of another version is not restored.
+SAVED_VERSION = 1
 
 
 # ---------------------------------------------------------------- session state
@@ -39,6 +46,90 @@ def new_state() -> dict[str, Any]:
 
 def history_from_state(state: dict[str, Any]) -> list[tuple[str, str]]:
     return [(t["question"], t["answer"].get("answer", "")) for t in state["turns"]]
+
+
+def _text_of(content: Any) -> str:
+    """A chat message's text: Gradio passes content as a list of parts ({"type", "text"})."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list | tuple):
+        return "".join(str(c.get("text", "")) for c in content if isinstance(c, dict))
+    return ""
+
+
+def _question_of(message: dict[str, Any]) -> str:
+    """The question as typed, back from a user message (escaped, newlines as <br>)."""
+    return html.unescape(_text_of(message.get("content")).replace("<br>", "\n"))
+
+
+# ---------------------------------------------------------------- the saved conversation
+
+
+def saved_value(state: dict[str, Any], script_choice: str, user: str | None) -> dict[str, Any]:
+    """What the browser keeps (gr.BrowserState, localStorage): the last turns as asked and
+    answered, the script shown, and whose they are (the login name, "" without login)."""
+    turns = [{"id": t["id"], "question": t["question"], "answer": t["answer"]}
+             for t in state["turns"][-MAX_SAVED_TURNS:]]
+    return {"v": SAVED_VERSION, "user": user or "", "script": script_choice, "turns": turns}
+
+
+_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def _clean_citation(c: Any) -> dict[str, Any] | None:
+    if not isinstance(c, dict) or not isinstance(c.get("ref"), str):
+        return None
+    out: dict[str, Any] = {k: c[k] for k in ("section", "clause", "ref", "title", "quote",
+                                              "text", "passage_id")
+                           if isinstance(c.get(k), str)}
+    marks = c.get("highlights")
+    out["highlights"] = [h for h in marks if isinstance(h, str)] if isinstance(marks, list) else []
+    if isinstance(c.get("score"), int | float) and not isinstance(c.get("score"), bool):
+        out["score"] = float(c["score"])
+    return out
+
+
+def _clean_answer(a: Any) -> dict[str, Any] | None:
+    if not isinstance(a, dict) or not isinstance(a.get("answer"), str):
+        return None
+    out: dict[str, Any] = {"answer": a["answer"], "found": a.get("found") is True}
+    for key in ("citations", "related"):
+        items = a.get(key) if isinstance(a.get(key), list) else []
+        out[key] = [c for c in map(_clean_citation, items) if c is not None]
+    for key in ("question", "source"):
+        out[key] = a[key] if isinstance(a.get(key), str) else ""
+    return out
+
+
+def restore_turns(value: Any, user: str | None) -> list[dict[str, Any]]:
+    """The turns of a saved conversation (saved_value), checked: it comes back from the
+    browser, so anything of another shape, version or user is dropped, never trusted.
+    Each turn gets its message_index in the rebuilt chat (user, answer, user, …)."""
+    if (not isinstance(value, dict) or value.get("v") != SAVED_VERSION
+            or value.get("user") != (user or "") or not isinstance(value.get("turns"), list)):
+        return []
+    turns = []
+    for t in value["turns"][-MAX_SAVED_TURNS:]:
+        if not isinstance(t, dict) or not isinstance(t.get("question"), str):
+            continue
+        question = t["question"].strip()  # as typed: it is escaped wherever it is shown
+        answer = _clean_answer(t.get("answer"))
+        if not question or answer is None:
+            continue
+        tid = t.get("id") if isinstance(t.get("id"), str) and _ID.fullmatch(t["id"]) else None
+        turns.append({"id": tid or uuid.uuid4().hex, "question": question, "answer": answer,
+                      "message_index": 2 * len(turns) + 1})
+    return turns
+
+
+def chat_from_turns(turns: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The chat messages for `turns` (question, rendered answer, …)."""
+    chat: list[dict[str, Any]] = []
+    for t in turns:
+        chat += [{"role": "user", "content": esc(t["question"])},
+                 {"role": "assistant", "content": render_answer(t["answer"],
+                                                                asked=t["question"])}]
+    return chat
 
 
 def reveal_steps(text: str, pieces: int = 14) -> Iterator[str]:
@@ -122,10 +213,26 @@ class Handlers:
             chat[-1]["content"] = render_answer(data, shown=shown)
             yield "", chat, state, gr.update()
             time.sleep(REVEAL_PAUSE)
-        chat[-1]["content"] = render_answer(data)
+        chat[-1]["content"] = render_answer(data, asked=question)
         turn = {"id": uuid.uuid4().hex, "question": question, "answer": data,
                 "message_index": len(chat) - 1}
         yield "", chat, {"turns": [*state["turns"], turn]}, gr.update()
+
+    def regenerate(self, chat: list[dict[str, Any]], state: dict[str, Any],
+                   script_choice: str, data: gr.RetryData):
+        """重试 on an answer: drop that turn (and any after it) and ask its question again
+        with the history before it. Yields as `respond` does."""
+        index = data.index[0] if isinstance(data.index, list | tuple) else data.index
+        users = [i for i, m in enumerate(chat)
+                 if m.get("role") == "user" and i <= int(index or 0)]
+        if not users:
+            yield gr.update(), chat, state, gr.update()
+            return
+        i = users[-1]
+        turn = next((t for t in state["turns"] if t["message_index"] == i + 1), None)
+        question = turn["question"] if turn else _question_of(chat[i])
+        kept = {"turns": [t for t in state["turns"] if t["message_index"] < i]}
+        yield from self.respond(question, chat[:i], kept, script_choice)
 
     def api_ask(self, question: str, history: list[list[str]] | str | None = None,
                 script: str | None = None) -> dict:
@@ -153,6 +260,21 @@ class Handlers:
         """(chat, state, question box, feedback row, pending vote, comment box), emptied."""
         return [], new_state(), "", gr.update(visible=False), None, ""
 
+    def save(self, state: dict[str, Any], script_choice: str,
+             request: gr.Request) -> dict[str, Any]:
+        """The value the browser keeps after each change (see saved_value)."""
+        return saved_value(state, script_choice, getattr(request, "username", None))
+
+    def restore(self, saved: Any, request: gr.Request):
+        """On page load: the conversation this browser kept for this user, if any.
+        Returns (chat, state, script switch)."""
+        turns = restore_turns(saved, getattr(request, "username", None))
+        if not turns:
+            return [], new_state(), gr.update()
+        script = saved.get("script")
+        return (chat_from_turns(turns), {"turns": turns},
+                script if script in (SIMPLIFIED, TRADITIONAL) else gr.update())
+
     def switch_script(self, script_choice: str, chat: list[dict[str, Any]],
                       state: dict[str, Any], query: str):
         """Re-express outline, answers and cards in the chosen script (no new asks)."""
@@ -163,7 +285,7 @@ class Handlers:
             turns.append({**turn, "answer": data})
             i = turn["message_index"]
             if 0 <= i < len(chat):
-                chat[i] = {**chat[i], "content": render_answer(data)}
+                chat[i] = {**chat[i], "content": render_answer(data, asked=turn["question"])}
         examples = [gr.update(value=convert_script(q, traditional))
                     for q in self.plan.profile.examples]
         return (render_outline(self.plan, traditional, query), chat, {"turns": turns},
@@ -207,4 +329,5 @@ class Handlers:
         return gr.update(visible=False), None, "", self.notice_update()
 
 
-__all__ = ["SIMPLIFIED", "TRADITIONAL", "Handlers", "new_state"]
+__all__ = ["MAX_SAVED_TURNS", "SIMPLIFIED", "TRADITIONAL", "Handlers", "chat_from_turns",
+           "new_state", "restore_turns", "saved_value"]

@@ -22,6 +22,14 @@ def esc(text: str) -> str:
     return html.escape(text or "", quote=True).replace("\r", "").replace("\n", "<br>")
 
 
+def attr(text: str) -> str:
+    """`text` escaped with its newlines kept as &#10; (an element's textContent gets them
+    back), so the message stays one HTML block for the Markdown renderer, which a blank
+    line would end."""
+    return (html.escape(text or "", quote=True).replace("\r", "")
+            .replace("\n", "&#10;"))
+
+
 def highlight(text: str, sentences: list[str] | tuple[str, ...]) -> str:
     """Escaped `text` with each of `sentences` wrapped in <mark>."""
     spans: list[tuple[int, int]] = []
@@ -42,21 +50,63 @@ def highlight(text: str, sentences: list[str] | tuple[str, ...]) -> str:
 
 
 def render_card(cite: dict[str, Any], kind: str = "source") -> str:
-    """One collapsible source card: ref, section title › clause heading, full text."""
+    """One collapsible source card: ref, section title › clause heading, full text, and a
+    button that opens the clause in the outline (static/planqa.js handles it)."""
     ref = esc(cite.get("ref", ""))
     title = esc(cite.get("title", ""))
     body = highlight(cite.get("text") or cite.get("quote", ""), cite.get("highlights") or ())
+    # the chat's sanitizer drops data-* and aria-* attributes: the script reads the ref
+    # from .pq-ref, and the button's name is its text
+    goto = ('<button type="button" class="pq-goto">在目录中打开'
+            f'<span class="pq-visually-hidden">{ref}</span></button>') if ref else ""
     return (
         f'<details class="pq-card pq-card-{kind}" data-ref="{ref}">'
         f'<summary><span class="pq-ref">{ref}</span><span class="pq-title">{title}</span>'
         f"</summary>"
-        f'<div class="pq-clause-text">{body}</div></details>'
+        f'<div class="pq-clause-text">{body}</div>{goto}</details>'
     )
 
 
-def render_answer(answer: dict[str, Any], shown: str | None = None) -> str:
+def _cites(answer: dict[str, Any]) -> list[dict[str, Any]]:
+    """The answer's sources: its citations, or for a refusal the related clauses."""
+    return list((answer.get("citations") if answer.get("found") else answer.get("related"))
+                or [])
+
+
+def answer_plain_text(answer: dict[str, Any]) -> str:
+    """What 复制 puts on the clipboard: the answer's text with its 出处. The text names its
+    source already for a quote; otherwise the cited refs are added on a line of their own."""
+    text = (answer.get("answer") or "").strip()
+    refs = [str(c.get("ref", "")) for c in _cites(answer) if c.get("ref")]
+    if refs and "出处" not in text and "出處" not in text:
+        label = "出处" if answer.get("found") else "可能相关的条款"
+        text += f"\n（{label}：{'；'.join(refs)}）"
+    return text
+
+
+def answer_markdown(question: str, answer: dict[str, Any]) -> str:
+    """One turn of an exported conversation as Markdown: the question, the answer, and each
+    source with its ref, title and quoted sentences."""
+    def quoted(s: str) -> str:
+        return "\n".join(f"> {line}" if line else ">" for line in s.splitlines())
+
+    parts = [f"## 问：{' '.join((question or '').split())}", "",
+             (answer.get("answer") or "").strip()]
+    cites = _cites(answer)
+    if cites:
+        parts += ["", "**出处**" if answer.get("found") else "**可能相关的条款**", ""]
+        for c in cites:
+            parts.append(f"- **{c.get('ref', '')}** {c.get('title', '')}")
+            quote = (c.get("quote") or "").strip()
+            if quote:
+                parts += ["", quoted(quote), ""]
+    return "\n".join(parts).rstrip() + "\n"
+
+
+def render_answer(answer: dict[str, Any], shown: str | None = None, asked: str = "") -> str:
     """A chat message for an answer. `shown` is the part revealed so far while streaming;
-    cards come only with the complete answer."""
+    cards, the 复制 button and the Markdown for 导出 come only with the complete answer.
+    `asked` is the question as typed (default: as the library understood it)."""
     found = bool(answer.get("found"))
     streaming = shown is not None
     text = answer.get("answer", "") if shown is None else shown
@@ -66,13 +116,20 @@ def render_answer(answer: dict[str, Any], shown: str | None = None) -> str:
     label = "" if found else '<span class="pq-badge">方案未涉及</span>'
     parts = [f'<div class="{classes}">{label}<div class="pq-text">{esc(text)}</div></div>']
     if not streaming:
-        cites = answer.get("citations") if found else answer.get("related")
+        cites = _cites(answer)
         if cites:
             kind = "source" if found else "related"
             heading = "出处（点开查看条款全文）" if found else "可能相关的条款"
             cards = "".join(render_card(c, kind) for c in cites)
             parts.append(f'<div class="pq-sources pq-sources-{kind}">'
                          f'<div class="pq-sources-label">{heading}</div>{cards}</div>')
+        # What 复制 and 导出 (static/planqa.js) take, kept with the message in elements
+        # that are never shown (the chat's sanitizer drops data-* attributes).
+        md = answer_markdown(asked or str(answer.get("question") or ""), answer)
+        parts.append(f'<div class="pq-data pq-data-copy">{attr(answer_plain_text(answer))}</div>'
+                     f'<div class="pq-data pq-data-md">{attr(md)}</div>'
+                     '<div class="pq-actions"><button type="button" class="pq-copy">'
+                     '复制回答<span class="pq-visually-hidden">（含出处）</span></button></div>')
     return "".join(parts)
 
 
@@ -149,4 +206,5 @@ def render_outline(plan: Plan, traditional: bool, query: str = "") -> str:
     return f'<div class="pq-outline">{count}{"".join(blocks)}</div>'
 
 
-__all__ = ["esc", "highlight", "render_answer", "render_card", "render_notice", "render_outline"]
+__all__ = ["answer_markdown", "answer_plain_text", "attr", "esc",
+           "highlight", "render_answer", "render_card", "render_notice", "render_outline"]
