@@ -149,7 +149,15 @@
         const name = `${who}：${text.slice(0, 60)}${text.length > 60 ? "…" : ""}`;
         if (m.getAttribute("aria-label") !== name) m.setAttribute("aria-label", name);
       });
+    // Gradio's own controls that appear later (the chat's scroll button) are English.
+    document.querySelectorAll("button[aria-label]").forEach((b) => {
+      const zh = GRADIO_NAMES[b.getAttribute("aria-label")];
+      if (zh) b.setAttribute("aria-label", zh);
+    });
   }
+
+  const GRADIO_NAMES = { "Scroll down": "滚动到最新", "Retry": "重试", "Undo": "撤销",
+                         "Clear": "清空", "Copy message": "复制", "Copied message": "已复制" };
 
   let pending = false;
   new MutationObserver(() => {
