@@ -117,12 +117,36 @@ def test_malformed_history_is_a_clear_error(qa, history):
 
 @pytest.mark.parametrize(("question", "kind"), [
     ("方案分为哪几个部分？", STRUCTURE),
+    ("这个文件一共有几大部分", STRUCTURE),
     ("基本原则有哪些？", LIST),
     ("要增强哪四个意识？", LIST),
     ("事业编制要精简到多少名？", PLAIN),
 ])
 def test_classify(question, kind):
     assert classify(question) == kind
+
+
+@pytest.mark.parametrize(("question", "anchor"), [
+    ("改革之前有多少个事业单位？", True),
+    ("原来的编制是多少？", True),
+    ("编制压缩啥时候之前要完成？", False),  # a deadline, not the figure before the reform
+    ("要在2016年年底以前完成吗？", False),
+])
+def test_a_deadline_is_not_a_time_anchor(question, anchor):
+    from planqa.answer_type import asks_for_anchor
+
+    assert asks_for_anchor(question) is anchor
+
+
+@pytest.mark.parametrize(("question", "topic"), [
+    ("方案里讲到科普的地方，一条条列出来", "科普"),
+    ("学术交流在方案里哪几处有要求？", "学术交流"),
+])
+def test_roundup_topic_leaves_the_topic(question, topic):
+    from planqa.query import roundup_topic
+    from planqa.text import tokenize
+
+    assert tokenize(roundup_topic(question)) == tokenize(topic)
 
 
 def test_enumerate_items_trims_lead_in_and_tail():
@@ -261,7 +285,9 @@ def _sentence_with(plan, ref, needle):
     # a group the plan never names, and not one character of it in the sentence
     ("常委会委员里女性要占多少比例？", "二、1", "常委会委员", "女性"),
     # a body the plan names elsewhere, not in this clause: whom the figure is not for
-    ("省市级地方科协的编制要精简多少？", "二、2", "1120", "地方科协"),
+    ("省市级地方科协的编制要精简多少？", "二、2", "1120", "省市级地方科协"),
+    # an attributive the plan never uses (jieba's "b"): 省级 is not the national body
+    ("省级科协常委会委员的比例要到多少？", "二、1", "常委会委员", "省级科协"),
     # the plan's own words, and a paraphrase that shares a character (年轻人 ~ 青年)
     ("常委会委员比例要提高到多少？", "二、1", "常委会委员", None),
     ("全国代表里45岁以下的年轻人占多少？", "二、1", "45岁", None),

@@ -86,7 +86,9 @@ TYPES: tuple[AnswerType, ...] = (
 
 # "改革前有多少…", "现任…": the plan looks forward; it states a before/current
 # figure only with words such as 目前 or 现有.
-_ANCHOR_ASKS = re.compile(r"改革(?:之)?前|之前|原来|原先|以前|过去|现任|目前|现在|现有|当前|"
+# A bare 之前/以前 after a time word is a deadline ("啥时候之前要弄完"), not an anchor.
+_ANCHOR_ASKS = re.compile(r"改革(?:之)?前|(?<!时候)(?<!年)(?<!月)(?<!底)(?:之前|以前)|原来|原先|"
+                          r"过去|现任|目前|现在|现有|当前|"
                           r"\b(?:before the reform|currently|at present|now)\b", re.I)
 _ANCHOR_HOLDS = re.compile(r"目前|现有|现行|原有|现任|由[^,。]{0,20}提高|当前")
 

@@ -252,7 +252,8 @@ def uncovered_qualifier(asked: Query, sentences: list[str], passage: Passage,
     tags = pos_tags(asked.simplified)
     for k, (word, flag) in enumerate(tags):
         start, pos = pos, pos + len(word)
-        if (not flag.startswith("n") or len(word) < 2 or word in STOPWORDS
+        # nouns, and attributives such as 省级 (jieba's "b")
+        if (not flag.startswith(("n", "b")) or len(word) < 2 or word in STOPWORDS
                 or word in _FRAME_NOUNS or word in quoted
                 or any(a < pos and start < b for a, b in spans)):
             continue
