@@ -259,9 +259,11 @@ def uncovered_qualifier(asked: Query, sentences: list[str], passage: Passage,
             continue
         if (word not in passage.text_simplified if word in plan.text_simplified
                 else not set(word) & set(quoted)):
-            # with the nouns right after it: "地方" + "科协" is whom the question means
+            # with the nouns right after it ("地方" + "科协" is whom the question means),
+            # up to a term of the sentence itself (省级科协 | 常委会委员)
             rest = "".join(w for w, _ in itertools.takewhile(
-                lambda t: t[1].startswith(("n", "j")), tags[k + 1:]))
+                lambda t: t[1].startswith(("n", "j")) and not (len(t[0]) > 2 and t[0] in quoted),
+                tags[k + 1:]))
             return word + rest
     return None
 
