@@ -173,6 +173,14 @@ class Settings(BaseSettings):
                     "never shown)")
     request_timeout: float = Field(
         30.0, gt=0, allow_inf_nan=False, description="seconds one web answer may take")
+    idle_timeout: float = Field(
+        10.0, gt=0, allow_inf_nan=False,
+        description="seconds a connection may take to send a request's headers (from "
+                    "connecting, or after its last answer) before it is closed")
+    feedback_log_max_bytes: int = Field(
+        50 * 2**20, ge=4096,
+        description="the feedback log is rotated (to `.1`, `.2`, `.3`) before a record "
+                    "would take it past this size in bytes")
     # The embedding matrix is memory-mapped: without prefaulting, RSS grows under load as
     # new tokens touch new rows.
     prefault_model: Flag = Field(

@@ -11,12 +11,13 @@ import functools
 import hmac
 import json
 import logging
+import re
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from planqa import __version__
@@ -78,6 +79,14 @@ def error_response(exc: Exception) -> JSONResponse:
         return _error(exc.status_code, str(exc.detail), exc.headers)
     logger.error("request failed: %s: %s", type(exc).__name__, exc, exc_info=exc)
     return _error(500, "internal error while answering")
+
+
+_PATH = re.compile(r"(?:~|\.{1,2})?(?:/[^/\s:'\"()]+)+/?")
+
+
+def without_paths(message: str) -> str:
+    """`message` with each filesystem path cut to its last part ("/srv/x/index" → "index")."""
+    return _PATH.sub(lambda m: m.group().rstrip("/").rsplit("/", 1)[-1], message)
 
 
 Handler = Callable[[Request], Awaitable[JSONResponse]]
@@ -208,11 +217,13 @@ def add_api_routes(app: FastAPI, service: ChatService) -> None:
     """The JSON routes on `app` (before Gradio is mounted at "/", which would shadow them)."""
     settings = service.settings
 
-    @app.get("/api/health")
+    @app.api_route("/api/health", methods=["GET", "HEAD"])
     async def health() -> JSONResponse:
-        """{"status": "ok"} once model and index are loaded; 503 otherwise."""
+        """{"status": "ok"} once model and index are loaded; 503 otherwise (the reason
+        without filesystem paths: health answers without a login)."""
         if not service.ready:
-            return JSONResponse({"status": "unavailable", "error": service.startup_error,
+            return JSONResponse({"status": "unavailable",
+                                 "error": without_paths(service.startup_error or ""),
                                  "hint": "make index"}, status_code=503)
         plan = service.plan
         return JSONResponse({
@@ -251,13 +262,18 @@ def add_api_routes(app: FastAPI, service: ChatService) -> None:
                 "feedback log is not writable; the answer service is unaffected")
         return JSONResponse({"saved": True, "id": turn["id"]})
 
-    @app.api_route("/api/{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
-    async def api_not_found(rest: str) -> JSONResponse:
+    @app.api_route("/api/{rest:path}",
+                   methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
+    async def api_not_found(request: Request, rest: str) -> Response:
         # A known route reached with the wrong method lands here too (the catch-all
-        # matches every method): answer 405 for those, 404 for the rest.
+        # matches every method): OPTIONS says what it allows, other methods get 405;
+        # unknown routes 404.
         allowed = ROUTES.get(rest.strip("/"))
         if allowed:
-            return _error(405, f"method not allowed; use {allowed}", {"Allow": allowed})
+            allow = f"{allowed}, HEAD, OPTIONS" if allowed == "GET" else f"{allowed}, OPTIONS"
+            if request.method == "OPTIONS":
+                return Response(status_code=204, headers={"Allow": allow})
+            return _error(405, f"method not allowed; use {allowed}", {"Allow": allow})
         return _error(404, "no such API route; use POST /api/ask or GET /api/health")
 
     @app.exception_handler(StarletteHTTPException)
@@ -268,4 +284,4 @@ def add_api_routes(app: FastAPI, service: ChatService) -> None:
 
 __all__ = ["MAX_BODY_BYTES", "BadRequest", "FeedbackNotSaved", "Unauthorized",
            "add_api_routes", "check_token", "coerce_history", "coerce_script",
-           "error_response", "read_body_limited", "read_json_object"]
+           "error_response", "read_body_limited", "read_json_object", "without_paths"]
