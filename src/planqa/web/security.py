@@ -253,17 +253,27 @@ class Guard:
         started = asyncio.Event()
         status_seen = 0
 
+        too_large = False
+
         async def limited_receive() -> Message:
-            nonlocal size
+            nonlocal size, too_large
             message = await receive()
             if message["type"] == "http.request":
                 size += len(message.get("body", b""))
                 if size > self.max_body:
+                    too_large = True
                     raise BodyTooLarge(self.max_body)
             return message
 
         async def guarded_send(message: Message) -> None:
             nonlocal status_seen
+            if too_large:  # a route caught BodyTooLarge (FastAPI makes it a 400): say 413
+                if message["type"] == "http.response.start" and not started.is_set():
+                    started.set()
+                    self.pending -= 1
+                    status_seen = 413
+                    await _respond(send, *_json(413, str(BodyTooLarge(self.max_body))))
+                return
             if message["type"] == "http.response.start":
                 status_seen = message["status"]
                 if status_seen == 500 and not path.startswith("/api/"):
