@@ -40,6 +40,8 @@ REPO = Path(__file__).resolve().parent.parent
 PACKAGE = REPO / "src" / "planqa"
 Q_STAFF = "事业编制要精简到多少名？"
 TOKEN = "planqa-test-token-5f2c"
+#: PLANQA_IDLE_TIMEOUT of the real server here (short, so the test is quick).
+IDLE_TIMEOUT = 2.0
 
 
 # ---------------------------------------------------------------- default bind address
@@ -55,6 +57,7 @@ def default_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     env = {k: v for k, v in os.environ.items() if k not in ("PLANQA_HOST", "PLANQA_AUTH",
                                                             "PLANQA_API_TOKEN")}
     env.update(PLANQA_FEEDBACK_LOG=str(tmp / "feedback.jsonl"), PYTHONUNBUFFERED="1",
+               PLANQA_IDLE_TIMEOUT=str(IDLE_TIMEOUT),
                # this checkout's code, even from another directory (PYTHONPATH may be relative)
                PYTHONPATH=os.pathsep.join([str(REPO / "src"), env.get("PYTHONPATH", "")]))
     proc = subprocess.Popen([sys.executable, str(REPO / "app.py"), "--port", str(port)],
@@ -75,7 +78,7 @@ def default_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         while not ready.wait(0.2):
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("app.py did not become ready:\n" + "".join(lines[-40:]))
-        yield {"port": port, "pid": proc.pid, "lines": lines, "tmp": tmp,
+        yield {"port": port, "pid": proc.pid, "proc": proc, "lines": lines, "tmp": tmp,
                "url": f"http://127.0.0.1:{port}"}
     finally:
         proc.terminate()
@@ -430,3 +433,63 @@ def test_page_sends_security_headers_and_health_no_paths(api, shared_qa, run_app
         assert health.status_code == 503
         assert str(tmp_path) not in health.text and "/" not in health.json()["error"]
         assert "make index" in health.json()["error"]
+
+
+# ---------------------------------------------------------------- the real server: floods, SIGTERM
+
+
+def test_idle_connections_are_closed_and_health_stays_up(default_server: dict) -> None:
+    """300 connections that send one header line and then nothing took the service down
+    (every request got 503 while they stayed open; none was closed in 90 s)."""
+    import socket
+
+    socks = []
+    try:
+        for _ in range(300):
+            s = socket.create_connection(("127.0.0.1", default_server["port"]), timeout=5)
+            s.sendall(b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            socks.append(s)
+        t0 = time.monotonic()
+        health = httpx.get(default_server["url"] + "/api/health", timeout=10)
+        assert health.status_code == 200, health.text
+        page = httpx.get(default_server["url"] + "/", timeout=10)
+        assert page.status_code == 200
+        closed = 0
+        for s in socks:  # the server closes each within the idle timeout (plus slack)
+            s.settimeout(max(0.1, IDLE_TIMEOUT + 5 - (time.monotonic() - t0)))
+            with contextlib.suppress(ConnectionResetError):
+                closed += s.recv(1024) == b""
+        assert closed == len(socks)
+        assert time.monotonic() - t0 < IDLE_TIMEOUT + 5
+    finally:
+        for s in socks:
+            s.close()
+
+
+def test_sigterm_exits_promptly_with_a_tab_open(default_server: dict) -> None:
+    """Runs last (it stops the module's server). With a browser tab's heartbeat stream
+    open, SIGTERM closed the listener but the process lived on for over 120 s."""
+    import signal
+
+    proc = default_server["proc"]
+    url = default_server["url"] + "/gradio_api/heartbeat/test-tab-1"
+    opened = threading.Event()
+
+    def tab() -> None:
+        with contextlib.suppress(httpx.HTTPError), httpx.stream("GET", url,
+                                                                timeout=60) as r:
+            opened.set()
+            for _ in r.iter_bytes():
+                pass
+
+    threading.Thread(target=tab, daemon=True).start()
+    assert opened.wait(10)
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    os.kill(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=30)
+    took = time.monotonic() - t0
+    output = "".join(default_server["lines"][-20:])
+    assert took < 8, f"exited after {took:.1f} s"
+    assert proc.returncode in (0, -signal.SIGTERM), output  # uvicorn re-raises SIGTERM
+    assert "Cancel" not in output and "Exception" not in output, output  # streams ended

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -76,9 +77,10 @@ def create_app(qa: PlanQA | None = None, settings: Settings | None = None) -> Fa
     add_api_routes(app, service)  # before the mount: "/" would shadow them
     add_static_routes(app)  # the chat page's script
     # One guard around every route, Gradio's included (see web/security.py).
+    app.state.closing = threading.Event()  # set by serve() on SIGTERM: streams end
     app.add_middleware(Guard, api_token=settings.api_token, login=login,
                        session_user=gradio_session_user(app),
-                       request_timeout=settings.request_timeout)
+                       request_timeout=settings.request_timeout, closing=app.state.closing)
     guarded = bool(settings.auth or settings.api_token)
     return gr.mount_gradio_app(
         app, build_blocks(service), path="/",
@@ -115,6 +117,10 @@ def serve(settings: Settings | None = None) -> None:
                 status = "" if service.ready else " (index unavailable: run `make index`)"
                 print(f"ready at {url}{status}", flush=True)
 
+        async def shutdown(self, sockets: Any = None) -> None:
+            stop_streams(app)
+            await super().shutdown(sockets)
+
     config = uvicorn.Config(app, host=settings.host, port=settings.port,
                             root_path=settings.root_path, log_level="warning",
                             proxy_headers=True, limit_concurrency=MAX_CONNECTIONS,
@@ -122,6 +128,19 @@ def serve(settings: Settings | None = None) -> None:
                             timeout_graceful_shutdown=SHUTDOWN_GRACE)
     one_line_errors()
     _Server(config).run()
+
+
+def stop_streams(app: FastAPI) -> None:
+    """End the open streams so shutdown need not wait for browser tabs to close: the
+    guard hands them a disconnect, and Gradio's heartbeats stop on their app's
+    stop_event."""
+    from starlette.routing import Mount
+
+    app.state.closing.set()
+    for route in app.routes:
+        stop = getattr(getattr(route, "app", None), "stop_event", None)
+        if isinstance(route, Mount) and stop is not None:
+            stop.set()
 
 
 def idle_closing_protocol(timeout: float) -> type:
@@ -227,4 +246,4 @@ def one_line_errors() -> None:
 
 
 __all__ = ["MAX_CONNECTIONS", "SHUTDOWN_GRACE", "create_app", "idle_closing_protocol",
-           "page_login", "parse_auth", "serve"]
+           "page_login", "parse_auth", "serve", "stop_streams"]

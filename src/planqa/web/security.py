@@ -28,6 +28,7 @@ import binascii
 import hmac
 import json
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -136,8 +137,12 @@ class Guard:
                  login: tuple[str, str] | None = None,
                  session_user: Callable[[dict[str, str]], str | None] = lambda c: None,
                  request_timeout: float = 30.0, max_body: int = MAX_BODY_BYTES,
-                 max_pending: int = MAX_PENDING) -> None:
+                 max_pending: int = MAX_PENDING,
+                 closing: threading.Event | None = None) -> None:
         self.app, self.api_token, self.login = app, api_token, login
+        #: Set when the server shuts down: open streams (a tab's heartbeat, the queue's
+        #: event stream) then read a disconnect and end, so SIGTERM does not wait on them.
+        self.closing = closing or threading.Event()
         self.session_user = session_user
         self.timeout = request_timeout + TIMEOUT_MARGIN
         self.max_body, self.max_pending = max_body, max_pending
@@ -257,6 +262,8 @@ class Guard:
 
         async def limited_receive() -> Message:
             nonlocal size, too_large
+            if self.closing.is_set():
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 size += len(message.get("body", b""))
