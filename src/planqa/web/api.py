@@ -217,7 +217,7 @@ def add_api_routes(app: FastAPI, service: ChatService) -> None:
     """The JSON routes on `app` (before Gradio is mounted at "/", which would shadow them)."""
     settings = service.settings
 
-    @app.api_route("/api/health", methods=["GET", "HEAD"])
+    @app.get("/api/health")
     async def health() -> JSONResponse:
         """{"status": "ok"} once model and index are loaded; 503 otherwise (the reason
         without filesystem paths: health answers without a login)."""
@@ -233,6 +233,10 @@ def add_api_routes(app: FastAPI, service: ChatService) -> None:
             "passages": len(plan.passages),
             "feedback_log_writable": service.feedback.error is None,
         })
+
+    # HEAD as HTTP says: GET's headers, no body (the server drops it); not in the schema,
+    # which would give both methods one operation id
+    app.add_api_route("/api/health", health, methods=["HEAD"], include_in_schema=False)
 
     @app.post("/api/ask")
     @json_errors
@@ -262,7 +266,7 @@ def add_api_routes(app: FastAPI, service: ChatService) -> None:
                 "feedback log is not writable; the answer service is unaffected")
         return JSONResponse({"saved": True, "id": turn["id"]})
 
-    @app.api_route("/api/{rest:path}",
+    @app.api_route("/api/{rest:path}", include_in_schema=False,
                    methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
     async def api_not_found(request: Request, rest: str) -> Response:
         # A known route reached with the wrong method lands here too (the catch-all
