@@ -166,11 +166,12 @@ class Settings(BaseSettings):
     auth: Login = Field(
         "", repr=False,
         json_schema_extra={"shown_default": "off", "allowed": "`user:password`, both non-empty"},
-        description="login for the web page and Gradio's API (a secret: never shown)")
+        description="login for the web page and every route that answers, writes or uploads "
+                    "(HTTP Basic for API clients; a secret: never shown)")
     api_token: str = Field(
         "", repr=False, json_schema_extra={"shown_default": "off"},
-        description="bearer token required by `/api/ask` and `/api/feedback` (a secret: "
-                    "never shown)")
+        description="bearer token that opens every route; set alone, it is also the web "
+                    "page's password (a secret: never shown)")
     request_timeout: float = Field(
         30.0, gt=0, allow_inf_nan=False, description="seconds one web answer may take")
     idle_timeout: float = Field(
