@@ -387,3 +387,31 @@ def test_schemathesis_finds_no_server_error(client: AppClient, which: str) -> No
     print(f"schemathesis {which}: {len(ops)} operations, {sent} requests, "
           f"{len(failures)} 5xx")
     assert not failures, failures[:10]
+
+
+def test_guard_answers_504_when_a_route_sends_nothing_in_time() -> None:
+    """The request time limit covers every route (Gradio's had none), not only /api/ask;
+    a stream that has started is not cut."""
+    import asyncio
+
+    from starlette.testclient import TestClient
+
+    from planqa.web.security import Guard
+
+    async def slow(scope, receive, send) -> None:
+        if scope["path"] == "/stream":
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await asyncio.sleep(0.6)
+            await send({"type": "http.response.body", "body": b"done"})
+            return
+        await asyncio.sleep(30)
+
+    guard = Guard(slow)
+    guard.timeout = 0.3
+    test = TestClient(guard)  # no lifespan: the bare app speaks only HTTP
+    r = test.get("/gradio_api/anything")
+    assert r.status_code == 504 and r.json()["error"]
+    assert r.headers["x-frame-options"] == "DENY"
+    streamed = test.get("/stream")
+    assert streamed.status_code == 200 and streamed.content == b"done"
+    assert guard.pending == 0

@@ -259,6 +259,7 @@ class Guard:
         status_seen = 0
 
         too_large = False
+        deadlines: list[asyncio.Timeout] = []
 
         async def limited_receive() -> Message:
             nonlocal size, too_large
@@ -292,21 +293,22 @@ class Guard:
                 if not started.is_set():
                     started.set()
                     self.pending -= 1
+                    if deadlines:
+                        deadlines[0].reschedule(None)  # streams may run on
             await send(message)
 
         self.pending += 1
-        task = asyncio.ensure_future(self.app(scope, limited_receive, guarded_send))
         try:
-            waiter = asyncio.ensure_future(started.wait())
-            done, _ = await asyncio.wait({task, waiter}, timeout=self.timeout,
-                                         return_when=asyncio.FIRST_COMPLETED)
-            waiter.cancel()
-            if not done:  # nothing sent within the time limit
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+            # In this task (no extra hops: a client that half-closes after sending must
+            # still get its answer); the deadline is lifted once the response starts.
+            async with asyncio.timeout(self.timeout) as deadline:
+                deadlines.append(deadline)
+                await self.app(scope, limited_receive, guarded_send)
+        except TimeoutError:
+            if not deadlines[0].expired():
+                raise
+            if not started.is_set():  # nothing sent within the time limit
                 await _respond(send, *_json(504, "no response within the time limit"))
-                return
-            await task
         except BodyTooLarge as exc:
             if not started.is_set():
                 await _respond(send, *_json(413, str(exc)))
