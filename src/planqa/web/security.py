@@ -11,7 +11,8 @@ login page needs, and /api/health). Per request, in this order:
 * with any credential configured (PLANQA_AUTH, PLANQA_API_TOKEN) a request needs one of:
   the bearer token, HTTP Basic with the login, or the page's login cookie — else 401;
   clients that keep failing are refused with 429 for a while (login rate limit);
-* unsafe methods on /api/* need `Content-Type: application/json` (or the token): 415;
+* unsafe methods on /api/* with a body need `Content-Type: application/json` (or the
+  token): 415;
 * bodies over MAX_BODY_BYTES get 413, counted as they arrive;
 * no response start within the request time limit: 504;
 * an exception that escapes a route is one log line and a 400 (Gradio's routes raise on
@@ -240,13 +241,18 @@ class Guard:
             if not presented and not self.is_public(path, method):
                 schemes = ", ".join(([] if not self.api_token else ["Bearer"])
                                     + ([] if not self.login else ['Basic realm="planqa"']))
-                return _json(401, "login or bearer token required",
+                what = ("login or bearer token required" if self.api_token and self.login
+                        else "login required" if self.login
+                        else "missing or invalid bearer token")
+                return _json(401, what,
                              ((b"www-authenticate", schemes.encode()),))
         declared = _header(scope, b"content-length").strip()
         if declared.isdigit() and int(declared) > self.max_body:
             return _json(413, f"request body over {self.max_body // 1024} KB")
-        if (path.startswith("/api/") and method in UNSAFE_METHODS
-                and not self._token_ok(scope)):
+        has_body = (declared not in ("", "0")
+                    or bool(_header(scope, b"transfer-encoding")))
+        if (path.startswith("/api/") and method in UNSAFE_METHODS and has_body
+                and not self._token_ok(scope)):  # an empty body can carry no write
             kind = _header(scope, b"content-type").split(";")[0].strip().lower()
             if kind != "application/json":
                 return _json(415, "Content-Type must be application/json")
