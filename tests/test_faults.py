@@ -270,6 +270,31 @@ def test_feedback_log_rotates_and_caps_fields(tmp_path: Path) -> None:
     assert (tmp_path / "big.jsonl").stat().st_size < 100_000  # was 64 KB per request and up
 
 
+_WRITER = """
+import sys
+from pathlib import Path
+from planqa.web.feedback import FeedbackLog
+log = FeedbackLog(Path(sys.argv[1]), max_bytes=32 * 1024)
+for i in range(100):
+    assert log.append({"id": f"{sys.argv[2]}-{i}", "question": "问" * 40, "vote": "useful"})
+"""
+
+
+def test_writer_processes_rotating_together_lose_no_record(tmp_path: Path) -> None:
+    """Four processes append 100 records each while the log rotates under them: every
+    line is whole, and every record is in exactly one file."""
+    log = tmp_path / "feedback.jsonl"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"),
+                                                        os.environ.get("PYTHONPATH", "")])}
+    procs = [subprocess.Popen([sys.executable, "-c", _WRITER, str(log), f"w{n}"], env=env)
+             for n in range(4)]
+    assert [p.wait(timeout=120) for p in procs] == [0] * 4
+    files = sorted(tmp_path.glob("feedback.jsonl*"))
+    assert len(files) > 1  # it did rotate
+    ids = [r["id"] for f in files for r in _lines(f)]
+    assert sorted(ids) == sorted(f"w{n}-{i}" for n in range(4) for i in range(100))
+
+
 # ---------------------------------------------------------------- LLM down
 
 
