@@ -351,6 +351,13 @@ def test_the_configured_credential_opens_the_api(guarded_apps, setting: str) -> 
     assert r.status_code == 200 and r.json()["citations"][0]["ref"] == "二、2"
     vote = {"question": Q_STAFF, "answer": "a", "vote": "useful"}
     assert client.post("/api/feedback", json=vote, headers=headers).status_code == 200
+    # and Gradio's API, whose own check reads only the page's login cookie
+    run = client.post("/gradio_api/run/ask", json={"data": [Q_STAFF, [], None]},
+                      headers=headers)
+    assert run.status_code == 200, run.text[:200]
+    assert client.get("/gradio_api/info", headers=headers).status_code == 200
+    wrong = {"Authorization": headers["Authorization"][:-2] + "xx"}
+    assert client.get("/gradio_api/info", headers=wrong).status_code == 401
 
 
 def test_the_token_alone_is_the_page_password(guarded_apps) -> None:

@@ -342,8 +342,9 @@ def test_head_and_options_on_the_api(client: AppClient) -> None:
 #: guarded like every route (test_access).
 STREAMS = ("/heartbeat/", "/queue/data", "/dev/reload", "/stream/", "/call/{api_name}/",
            "/call/v2/{api_name}/", "/call/ask/", "/monitoring")
-#: Examples per operation; with ~90 operations, a few hundred requests in all.
-EXAMPLES = {"api": 25, "gradio_api": 15, "gradio_app": 3}
+#: Examples per operation (and, for the JSON API, per mode: valid and invalid bodies);
+#: with ~70 operations, a few hundred requests in all.
+EXAMPLES = {"api": 40, "gradio_api": 15, "gradio_app": 3}
 
 
 def _served_schema(client: AppClient, which: str) -> dict:
@@ -370,11 +371,14 @@ def test_schemathesis_finds_no_server_error(client: AppClient, which: str) -> No
     failures: list[str] = []
     sent = 0
 
-    for op in ops:
+    from schemathesis import GenerationMode
+
+    modes = [GenerationMode.POSITIVE] + ([GenerationMode.NEGATIVE] if which == "api" else [])
+    for op, mode in ((op, mode) for op in ops for mode in modes):
         @settings(max_examples=EXAMPLES[which], deadline=None, derandomize=True,
                   database=None, phases=[Phase.explicit, Phase.generate],
                   suppress_health_check=list(HealthCheck))
-        @given(case=op.as_strategy())
+        @given(case=op.as_strategy(generation_mode=mode))
         def run(case: Any) -> None:
             nonlocal sent
             response = case.call(timeout=TIMEOUT)

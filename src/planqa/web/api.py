@@ -212,6 +212,25 @@ def _feedback_turn(payload: dict[str, Any]) -> tuple[dict[str, Any], str, str]:
 
 # ---------------------------------------------------------------- the routes
 
+#: The bodies the routes read (by hand, from the raw request), for the OpenAPI schema.
+_HISTORY = {"oneOf": [{"type": "array", "items": {"type": "array", "items": {"type": "string"},
+                                                   "minItems": 2, "maxItems": 2}},
+                      {"type": "string", "description": "the same list as a JSON string"}]}
+ASK_SCHEMA = {"type": "object", "required": ["question"], "properties": {
+    "question": {"type": "string"}, "history": _HISTORY,
+    "script": {"type": "string", "enum": list(SCRIPTS)}}}
+FEEDBACK_SCHEMA = {"type": "object", "required": ["question", "answer", "vote"], "properties": {
+    "question": {"type": "string"}, "answer": {"type": "string"},
+    "vote": {"type": "string", "enum": list(VOTES)}, "comment": {"type": "string"},
+    "id": {"type": "string"}, "found": {"type": "boolean"},
+    "citations": {"type": "array", "items": {"type": "object"}}}}
+
+
+def _body(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"requestBody": {"required": True,
+                            "content": {"application/json": {"schema": schema}}}}
+
+
 
 def add_api_routes(app: FastAPI, service: ChatService) -> None:
     """The JSON routes on `app` (before Gradio is mounted at "/", which would shadow them)."""
@@ -238,7 +257,7 @@ def add_api_routes(app: FastAPI, service: ChatService) -> None:
     # which would give both methods one operation id
     app.add_api_route("/api/health", health, methods=["HEAD"], include_in_schema=False)
 
-    @app.post("/api/ask")
+    @app.post("/api/ask", openapi_extra=_body(ASK_SCHEMA))
     @json_errors
     async def ask(request: Request) -> JSONResponse:
         """JSON {"question", "history"?, "script"?} → Answer.to_dict()."""
@@ -253,7 +272,7 @@ def add_api_routes(app: FastAPI, service: ChatService) -> None:
             raise AnswerTimeout(f"no answer within {settings.request_timeout:g} s") from exc
         return JSONResponse(answer.to_dict())
 
-    @app.post("/api/feedback")
+    @app.post("/api/feedback", openapi_extra=_body(FEEDBACK_SCHEMA))
     @json_errors
     async def feedback(request: Request) -> JSONResponse:
         """JSON {"question", "answer", "vote": "useful"|"not_useful", "comment"?, "citations"?}

@@ -17,7 +17,7 @@ from planqa.config import Settings
 from planqa.errors import ConfigError
 from planqa.web.api import add_api_routes
 from planqa.web.feedback import FeedbackLog
-from planqa.web.security import Guard, gradio_session_user
+from planqa.web.security import Guard, gradio_session_cookie, gradio_session_user
 from planqa.web.service import ChatService
 from planqa.web.ui import add_static_routes, build_blocks, css, head, theme
 
@@ -80,6 +80,7 @@ def create_app(qa: PlanQA | None = None, settings: Settings | None = None) -> Fa
     app.state.closing = threading.Event()  # set by serve() on SIGTERM: streams end
     app.add_middleware(Guard, api_token=settings.api_token, login=login,
                        session_user=gradio_session_user(app),
+                       session_cookie=gradio_session_cookie(app),
                        request_timeout=settings.request_timeout, closing=app.state.closing)
     guarded = bool(settings.auth or settings.api_token)
     return gr.mount_gradio_app(

@@ -137,6 +137,7 @@ class Guard:
     def __init__(self, app: ASGIApp, *, api_token: str = "",
                  login: tuple[str, str] | None = None,
                  session_user: Callable[[dict[str, str]], str | None] = lambda c: None,
+                 session_cookie: Callable[[], str | None] = lambda: None,
                  request_timeout: float = 30.0, max_body: int = MAX_BODY_BYTES,
                  max_pending: int = MAX_PENDING,
                  closing: threading.Event | None = None) -> None:
@@ -145,6 +146,9 @@ class Guard:
         #: event stream) then read a disconnect and end, so SIGTERM does not wait on them.
         self.closing = closing or threading.Event()
         self.session_user = session_user
+        #: "name=value" of a page login cookie, added for clients that sent the token or
+        #: HTTP Basic, so Gradio's own login check (cookie only) lets them in too.
+        self.session_cookie = session_cookie
         self.timeout = request_timeout + TIMEOUT_MARGIN
         self.max_body, self.max_pending = max_body, max_pending
         self.pending = 0
@@ -219,6 +223,14 @@ class Guard:
         if refusal is not None:
             await _respond(send, *refusal)
             return
+        if (self.guarded and not path.startswith("/api/")
+                and _header(scope, b"authorization") and self.credential(scope)):
+            cookie = self.session_cookie()
+            if cookie:
+                old = _header(scope, b"cookie")
+                scope = {**scope, "headers": [
+                    *(h for h in scope["headers"] if h[0] != b"cookie"),
+                    (b"cookie", (f"{old}; {cookie}" if old else cookie).encode())]}
         await self._run(scope, receive, send, path, method, client)
 
     def _refusal(self, scope: Scope, path: str, method: str, client: str
@@ -385,5 +397,27 @@ def gradio_session_user(app: Any) -> Callable[[dict[str, str]], str | None]:
     return user
 
 
+def gradio_session_cookie(app: Any) -> Callable[[], str | None]:
+    """A `session_cookie` for Guard: one login token minted in the mounted Gradio app
+    (for the user "api"), as the cookie Gradio's login check reads."""
+    minted: dict[str, str] = {}
+
+    def cookie() -> str | None:
+        import secrets
+
+        from starlette.routing import Mount
+
+        for route in app.routes:
+            sub = getattr(route, "app", None)
+            if isinstance(route, Mount) and hasattr(sub, "tokens") and hasattr(sub, "cookie_id"):
+                if "token" not in minted or minted["token"] not in sub.tokens:
+                    minted["token"] = secrets.token_urlsafe(24)
+                    sub.tokens[minted["token"]] = "api"
+                return f"access-token-unsecure-{sub.cookie_id}={minted['token']}"
+        return None
+
+    return cookie
+
+
 __all__ = ["CSP", "MAX_PENDING", "PUBLIC_PATHS", "BodyTooLarge", "Guard", "LoginLimiter",
-           "gradio_session_user"]
+           "gradio_session_cookie", "gradio_session_user"]
