@@ -51,7 +51,8 @@ UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 PUBLIC_PATHS = frozenset({"/", "/login", "/login/", "/logout", "/favicon.ico", "/robots.txt",
                           "/theme.css", "/gradio_api/theme.css", "/manifest.json",
                           "/api/health"})
-PUBLIC_PREFIXES = ("/assets/", "/static/", "/svelte/", "/gradio_api/static/")
+PUBLIC_PREFIXES = ("/assets/", "/static/", "/svelte/", "/gradio_api/static/",
+                   "/planqa-static/")  # the page's own script (web/ui.py)
 #: Uploads are off: the chat takes text only.
 UPLOAD_PATHS = ("/upload", "/upload_progress")
 #: Requests that may wait for their response's first byte at once (answers queue for 8
