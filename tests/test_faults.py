@@ -147,6 +147,7 @@ def test_cli_refuses_a_broken_index_in_one_line(cli_runs, fault: str) -> None:
 def test_web_app_on_a_broken_index_explains_and_503s(run_app, tmp_path: Path,
                                                      fault: str) -> None:
     from planqa.chain import PlanQA
+    from planqa.web.api import without_paths
 
     index_dir = broken_copy(tmp_path, fault)
     settings = Settings.from_env().replace(index_dir=index_dir, llm_base_url="")
@@ -161,9 +162,10 @@ def test_web_app_on_a_broken_index_explains_and_503s(run_app, tmp_path: Path,
         assert r.headers["content-type"].startswith("application/json")
         error = client.service.startup_error
         assert "make index" in error and r.json() == {"error": error, "hint": "make index"}
-        health = client.get("/api/health")
+        health = client.get("/api/health")  # answers without a login: no paths in it
         assert health.status_code == 503 and health.json() == {
-            "status": "unavailable", "error": error, "hint": "make index"}
+            "status": "unavailable", "error": without_paths(error), "hint": "make index"}
+        assert str(tmp_path) not in health.text and "/" not in health.json()["error"]
 
 
 # ---------------------------------------------------------------- feedback log
@@ -186,6 +188,111 @@ def test_feedback_log_lost_while_running_does_not_stop_answers(
         assert answer.status_code == 200 and answer.json()["citations"][0]["ref"] == "二、2"
         health = client.get("/api/health").json()
         assert health["status"] == "ok" and health["feedback_log_writable"] is False
+
+
+def _lines(path: Path) -> list[dict]:
+    """Every line of a JSONL file, parsed (a torn or mixed line fails the test)."""
+    return [json.loads(x) for x in path.read_text("utf-8").splitlines()]
+
+
+def _record(i: int, text: str = "") -> dict:
+    return {"time": "t", "id": f"r{i}", "question": f"问题{i}", "answer": text or "答",
+            "found": True, "citations": [], "vote": "useful", "comment": ""}
+
+
+#: Run in a child process: a file-size limit (RLIMIT_FSIZE) plays the full disk.
+_FULL_DISK = """
+import json, resource, signal, sys
+from pathlib import Path
+from planqa.web.feedback import FeedbackLog
+log = FeedbackLog(Path(sys.argv[1]))
+rec = lambda i, n: {"id": f"r{i}", "question": "q", "answer": "答" * n, "vote": "useful"}
+assert log.append(rec(0, 10))
+size = Path(sys.argv[1]).stat().st_size
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a killed process
+resource.setrlimit(resource.RLIMIT_FSIZE, (size + 3500, size + 3500))
+big = log.append(rec(1, 2000))       # about 6 KB: the disk fills part-way through
+small = log.append(rec(2, 10))       # fits: must be a line of its own
+print(json.dumps([big, small, log.error is not None]))
+"""
+
+
+def test_full_disk_feedback_write_is_whole_or_nothing(tmp_path: Path) -> None:
+    """A write the disk cannot take is cut back: the record is not there at all, and
+    the next one (answered "saved") is a valid line of its own. It was appended to a
+    3.5 KB fragment, and lost."""
+    log = tmp_path / "feedback.jsonl"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"),
+                                                        os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, "-c", _FULL_DISK, str(log)], env=env,
+                         capture_output=True, text=True, timeout=60, check=True)
+    big, small, error_seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert (big, small, error_seen) == (False, True, False)  # error cleared by the save
+    assert [r["id"] for r in _lines(log)] == ["r0", "r2"]
+
+
+def test_torn_last_line_is_quarantined_at_start_up(tmp_path: Path) -> None:
+    from planqa.web.feedback import FeedbackLog
+
+    log = tmp_path / "feedback.jsonl"
+    whole = json.dumps(_record(0), ensure_ascii=False) + "\n"
+    log.write_text(whole + '{"id": "r1", "question": "被截断', "utf-8")  # a crash mid-write
+    feedback = FeedbackLog(log)
+    assert feedback.check()
+    assert log.read_text("utf-8") == whole
+    assert "被截断" in (tmp_path / "feedback.jsonl.torn").read_text("utf-8")
+    assert feedback.append(_record(2))
+    assert [r["id"] for r in _lines(log)] == ["r0", "r2"]
+    feedback.check()  # a whole log is left alone
+    assert [r["id"] for r in _lines(log)] == ["r0", "r2"]
+
+
+def test_feedback_log_rotates_and_caps_fields(tmp_path: Path) -> None:
+    from planqa.web.feedback import FIELD_CHARS, KEEP, FeedbackLog, feedback_record
+
+    log = tmp_path / "feedback.jsonl"
+    feedback = FeedbackLog(log, max_bytes=8192)
+    for i in range(60):
+        assert feedback.append(_record(i, "答" * 300))  # about 1 KB a line
+    files = [log, *(log.with_name(f"feedback.jsonl.{n}") for n in range(1, KEEP + 1))]
+    assert all(f.is_file() and 0 < f.stat().st_size <= 8192 for f in files)
+    assert not log.with_name(f"feedback.jsonl.{KEEP + 1}").exists()
+    ids = [r["id"] for f in reversed(files) for r in _lines(f)]
+    assert ids == [f"r{i}" for i in range(60 - len(ids), 60)]  # newest kept, in order
+    huge = "编" * 1_000_000
+    turn = {"id": "x" * 500, "question": huge,
+            "answer": {"answer": huge, "found": True,
+                       "citations": [{"ref": huge, "title": huge, "quote": huge}] * 500}}
+    assert FeedbackLog(tmp_path / "big.jsonl").append(feedback_record(turn, "useful", huge))
+    (rec,) = _lines(tmp_path / "big.jsonl")
+    assert len(rec["question"]) == FIELD_CHARS["question"]
+    assert len(rec["answer"]) == FIELD_CHARS["answer"] and len(rec["citations"]) == 10
+    assert (tmp_path / "big.jsonl").stat().st_size < 100_000  # was 64 KB per request and up
+
+
+_WRITER = """
+import sys
+from pathlib import Path
+from planqa.web.feedback import FeedbackLog
+log = FeedbackLog(Path(sys.argv[1]), max_bytes=32 * 1024)
+for i in range(100):
+    assert log.append({"id": f"{sys.argv[2]}-{i}", "question": "问" * 40, "vote": "useful"})
+"""
+
+
+def test_writer_processes_rotating_together_lose_no_record(tmp_path: Path) -> None:
+    """Four processes append 100 records each while the log rotates under them: every
+    line is whole, and every record is in exactly one file."""
+    log = tmp_path / "feedback.jsonl"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"),
+                                                        os.environ.get("PYTHONPATH", "")])}
+    procs = [subprocess.Popen([sys.executable, "-c", _WRITER, str(log), f"w{n}"], env=env)
+             for n in range(4)]
+    assert [p.wait(timeout=120) for p in procs] == [0] * 4
+    files = sorted(tmp_path.glob("feedback.jsonl*"))
+    assert len(files) > 1  # it did rotate
+    ids = [r["id"] for f in files for r in _lines(f)]
+    assert sorted(ids) == sorted(f"w{n}-{i}" for n in range(4) for i in range(100))
 
 
 # ---------------------------------------------------------------- LLM down

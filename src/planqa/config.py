@@ -166,13 +166,22 @@ class Settings(BaseSettings):
     auth: Login = Field(
         "", repr=False,
         json_schema_extra={"shown_default": "off", "allowed": "`user:password`, both non-empty"},
-        description="login for the web page and Gradio's API (a secret: never shown)")
+        description="login for the web page and every route that answers, writes or uploads "
+                    "(HTTP Basic for API clients; a secret: never shown)")
     api_token: str = Field(
         "", repr=False, json_schema_extra={"shown_default": "off"},
-        description="bearer token required by `/api/ask` and `/api/feedback` (a secret: "
-                    "never shown)")
+        description="bearer token that opens every route; set alone, it is also the web "
+                    "page's password (a secret: never shown)")
     request_timeout: float = Field(
         30.0, gt=0, allow_inf_nan=False, description="seconds one web answer may take")
+    idle_timeout: float = Field(
+        10.0, gt=0, allow_inf_nan=False,
+        description="seconds a connection may take to send a request's headers (from "
+                    "connecting, or after its last answer) before it is closed")
+    feedback_log_max_bytes: int = Field(
+        50 * 2**20, ge=4096,
+        description="the feedback log is rotated (to `.1`, `.2`, `.3`) before a record "
+                    "would take it past this size in bytes")
     # The embedding matrix is memory-mapped: without prefaulting, RSS grows under load as
     # new tokens touch new rows.
     prefault_model: Flag = Field(

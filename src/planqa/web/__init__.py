@@ -4,9 +4,11 @@
     planqa.web.app.serve(settings)                     run it with uvicorn; "ready at …"
 
 Routes on the app:
-    /                 the chat (Gradio; login when PLANQA_AUTH is set)
+    /                 the chat (Gradio; a login page when a credential is set)
     /gradio_api/…     Gradio's own API; api_name="ask" answers (question, history)
     POST /api/ask     JSON in, Answer.to_dict() out (bearer token when PLANQA_API_TOKEN is set)
+  Every route but the login page and health needs a credential once PLANQA_AUTH or
+  PLANQA_API_TOKEN is set (security.py guards them all, whatever adds them).
     POST /api/feedback  a vote (and comment) on an answer, into the feedback log
     GET  /api/health  {"status": "ok", …} once warm, 503 when the index is unavailable
 
@@ -18,6 +20,8 @@ One job per module, each depending only on those above it:
     api.py        the JSON routes: body reading, validation, the exception → response map
     handlers.py   what the page does on each event (ask, switch script, vote, …)
     ui.py         the Gradio Blocks: theme, styles, layout, wiring of events to handlers
+    security.py   Guard, the ASGI middleware around every route: access, origin, content
+                  type, body and time limits, uploads off, login rate limit, headers
     app.py        create_app and serve (uvicorn)
     static/planqa.css  the page's styles
 

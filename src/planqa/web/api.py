@@ -11,12 +11,13 @@ import functools
 import hmac
 import json
 import logging
+import re
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from planqa import __version__
@@ -78,6 +79,14 @@ def error_response(exc: Exception) -> JSONResponse:
         return _error(exc.status_code, str(exc.detail), exc.headers)
     logger.error("request failed: %s: %s", type(exc).__name__, exc, exc_info=exc)
     return _error(500, "internal error while answering")
+
+
+_PATH = re.compile(r"(?:~|\.{1,2})?(?:/[^/\s:'\"()]+)+/?")
+
+
+def without_paths(message: str) -> str:
+    """`message` with each filesystem path cut to its last part ("/srv/x/index" → "index")."""
+    return _PATH.sub(lambda m: m.group().rstrip("/").rsplit("/", 1)[-1], message)
 
 
 Handler = Callable[[Request], Awaitable[JSONResponse]]
@@ -203,6 +212,25 @@ def _feedback_turn(payload: dict[str, Any]) -> tuple[dict[str, Any], str, str]:
 
 # ---------------------------------------------------------------- the routes
 
+#: The bodies the routes read (by hand, from the raw request), for the OpenAPI schema.
+_HISTORY = {"oneOf": [{"type": "array", "items": {"type": "array", "items": {"type": "string"},
+                                                   "minItems": 2, "maxItems": 2}},
+                      {"type": "string", "description": "the same list as a JSON string"}]}
+ASK_SCHEMA = {"type": "object", "required": ["question"], "properties": {
+    "question": {"type": "string"}, "history": _HISTORY,
+    "script": {"type": "string", "enum": list(SCRIPTS)}}}
+FEEDBACK_SCHEMA = {"type": "object", "required": ["question", "answer", "vote"], "properties": {
+    "question": {"type": "string"}, "answer": {"type": "string"},
+    "vote": {"type": "string", "enum": list(VOTES)}, "comment": {"type": "string"},
+    "id": {"type": "string"}, "found": {"type": "boolean"},
+    "citations": {"type": "array", "items": {"type": "object"}}}}
+
+
+def _body(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"requestBody": {"required": True,
+                            "content": {"application/json": {"schema": schema}}}}
+
+
 
 def add_api_routes(app: FastAPI, service: ChatService) -> None:
     """The JSON routes on `app` (before Gradio is mounted at "/", which would shadow them)."""
@@ -210,9 +238,11 @@ def add_api_routes(app: FastAPI, service: ChatService) -> None:
 
     @app.get("/api/health")
     async def health() -> JSONResponse:
-        """{"status": "ok"} once model and index are loaded; 503 otherwise."""
+        """{"status": "ok"} once model and index are loaded; 503 otherwise (the reason
+        without filesystem paths: health answers without a login)."""
         if not service.ready:
-            return JSONResponse({"status": "unavailable", "error": service.startup_error,
+            return JSONResponse({"status": "unavailable",
+                                 "error": without_paths(service.startup_error or ""),
                                  "hint": "make index"}, status_code=503)
         plan = service.plan
         return JSONResponse({
@@ -223,7 +253,11 @@ def add_api_routes(app: FastAPI, service: ChatService) -> None:
             "feedback_log_writable": service.feedback.error is None,
         })
 
-    @app.post("/api/ask")
+    # HEAD as HTTP says: GET's headers, no body (the server drops it); not in the schema,
+    # which would give both methods one operation id
+    app.add_api_route("/api/health", health, methods=["HEAD"], include_in_schema=False)
+
+    @app.post("/api/ask", openapi_extra=_body(ASK_SCHEMA))
     @json_errors
     async def ask(request: Request) -> JSONResponse:
         """JSON {"question", "history"?, "script"?} → Answer.to_dict()."""
@@ -238,7 +272,7 @@ def add_api_routes(app: FastAPI, service: ChatService) -> None:
             raise AnswerTimeout(f"no answer within {settings.request_timeout:g} s") from exc
         return JSONResponse(answer.to_dict())
 
-    @app.post("/api/feedback")
+    @app.post("/api/feedback", openapi_extra=_body(FEEDBACK_SCHEMA))
     @json_errors
     async def feedback(request: Request) -> JSONResponse:
         """JSON {"question", "answer", "vote": "useful"|"not_useful", "comment"?, "citations"?}
@@ -251,13 +285,18 @@ def add_api_routes(app: FastAPI, service: ChatService) -> None:
                 "feedback log is not writable; the answer service is unaffected")
         return JSONResponse({"saved": True, "id": turn["id"]})
 
-    @app.api_route("/api/{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
-    async def api_not_found(rest: str) -> JSONResponse:
+    @app.api_route("/api/{rest:path}", include_in_schema=False,
+                   methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
+    async def api_not_found(request: Request, rest: str) -> Response:
         # A known route reached with the wrong method lands here too (the catch-all
-        # matches every method): answer 405 for those, 404 for the rest.
+        # matches every method): OPTIONS says what it allows, other methods get 405;
+        # unknown routes 404.
         allowed = ROUTES.get(rest.strip("/"))
         if allowed:
-            return _error(405, f"method not allowed; use {allowed}", {"Allow": allowed})
+            allow = f"{allowed}, HEAD, OPTIONS" if allowed == "GET" else f"{allowed}, OPTIONS"
+            if request.method == "OPTIONS":
+                return Response(status_code=204, headers={"Allow": allow})
+            return _error(405, f"method not allowed; use {allowed}", {"Allow": allow})
         return _error(404, "no such API route; use POST /api/ask or GET /api/health")
 
     @app.exception_handler(StarletteHTTPException)
@@ -268,4 +307,4 @@ def add_api_routes(app: FastAPI, service: ChatService) -> None:
 
 __all__ = ["MAX_BODY_BYTES", "BadRequest", "FeedbackNotSaved", "Unauthorized",
            "add_api_routes", "check_token", "coerce_history", "coerce_script",
-           "error_response", "read_body_limited", "read_json_object"]
+           "error_response", "read_body_limited", "read_json_object", "without_paths"]
