@@ -3,6 +3,7 @@ ONNX backends (PLANQA_BACKEND) against torch: tokens, vectors and retrieval per 
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import subprocess
@@ -134,27 +135,21 @@ def test_every_backend_shares_the_fingerprint_and_the_index(backends):
 
 
 @pytest.mark.parametrize("path", [DEFAULT_SET, HELDOUT_SET], ids=["qa", "heldout"])
-def test_onnx_int8_retrieval_is_torch_retrieval_within_one_question(settings, backends, path):
+def test_onnx_int8_retrieval_is_torch_retrieval_within_one_question(searcher, backends, path):
     """Against the committed (torch-built) index, int8 queries find the gold passage at
     rank 1 and in the top 3 as often as torch, within one question per kind (the bar for
     the default backend; the whole eval per backend: `python -m tools.backends --eval`)."""
-    from planqa.corpus import load_plan
-    from planqa.index import load_index
-    from planqa.links import read_links
-    from planqa.retrieval import PlanSearcher
-
-    plan = load_plan(settings.plan_path)
-    links = read_links(settings.links_path)
     hits: dict[str, Counter] = {}
     for b in ("torch", "onnx-int8"):
-        index = load_index(settings.index_dir, plan, backends[b], links)
-        searcher = PlanSearcher(plan, index, backends[b])
+        # The session's searcher (plan, index, BM25) with this backend's query encoder.
+        one = copy.copy(searcher)
+        one.embeddings = backends[b]
         count: Counter = Counter()
         for case in load_cases(path):
             turn = case.turns[0]
             if case.kind == MULTITURN or not turn.in_scope or turn.whole_document:
                 continue
-            rank = gold_rank(searcher.search(turn.question, k=5), turn)
+            rank = gold_rank(one.search(turn.question, k=5), turn)
             count[f"{case.kind} n"] += 1
             count[f"{case.kind} hit@1"] += rank == 1
             count[f"{case.kind} hit@3"] += rank is not None and rank <= 3
@@ -179,8 +174,9 @@ def test_onnx_runtime_never_imports_torch(settings):
 def test_onnx_prefault_warms_the_session(backends):
     emb = backends["onnx-int8"]
     size = emb.prefault()
-    assert size == onnx_backend.onnx_path(Path(emb.model.model_file).parents[1],
-                                          "onnx-int8").stat().st_size
+    graph = onnx_backend.onnx_path(Path(emb.model.model_file).parents[1], "onnx-int8")
+    weights = graph.with_name(graph.name + ".data")  # external: memory-mapped by the session
+    assert size == graph.stat().st_size + weights.stat().st_size
     assert 80 * 2**20 < size < 160 * 2**20  # int8: about a quarter of the fp32 model
     assert emb.encode_queries([]).shape == (0, 384)
 
@@ -194,6 +190,7 @@ def _fake_export(calls: list[Path]):
         out.mkdir(parents=True, exist_ok=True)
         for name in onnx_backend.ONNX_FILES.values():
             (out / name).write_bytes(b"onnx")
+            (out / f"{name}.data").write_bytes(b"weights")
     return export
 
 
@@ -216,9 +213,9 @@ def test_ensure_onnx_exports_once_and_again_when_the_model_changes(tmp_path, mon
     (d / "model.safetensors").write_bytes(b"w" * 11)  # other weights: remade
     onnx_backend.ensure_onnx(d)
     assert len(calls) == 2
-    (out / "model.onnx").unlink()  # a missing file: remade
+    (out / "model.onnx.data").unlink()  # a missing file: remade
     onnx_backend.ensure_onnx(d)
-    assert len(calls) == 3 and (out / "model.onnx").is_file()
+    assert len(calls) == 3 and (out / "model.onnx.data").is_file()
     assert [p.name for p in d.iterdir() if p.name.startswith(".")] == []  # no temp left
 
 
