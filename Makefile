@@ -47,6 +47,8 @@ index: setup
 
 bench: setup
 	$(PY) -m tools.bench
+	# torch / onnx / onnx-int8 and the stock recipes side by side, in one run
+	$(PY) -m tools.backends
 
 load: setup
 	$(PY) -m tools.load
