@@ -232,3 +232,13 @@ def test_a_failed_export_is_a_clear_error_and_leaves_nothing(tmp_path, monkeypat
     assert sorted(p.name for p in d.iterdir()) == ["config.json", "model.safetensors"]
     with pytest.raises(ValueError, match="not an ONNX backend"):
         onnx_backend.onnx_path(d, "torch")
+
+
+@pytest.mark.parametrize("backend", ["onnx", "onnx-int8"])
+def test_a_vector_does_not_depend_on_its_batch(backends, backend):
+    """The web server batches concurrent questions: each must get the vector it gets alone
+    (int8 runs one text per pass, since its activation scale is per batch)."""
+    emb = backends[backend]
+    qs = ["事业编制要精简到多少名？", "科普", "學會治理結構改革有哪些要求？" * 5]
+    single = np.vstack([emb.encode_queries([q]) for q in qs])
+    assert np.abs(single - emb.encode_queries(qs)).max() < 1e-5

@@ -174,5 +174,7 @@ def load_onnx_encoder(path: str, backend: str, threads: int = 1) -> Any:
                           f"{path!r} is not one (use PLANQA_BACKEND=torch for a hub name)")
     configure_threads(threads)  # faiss only: torch is not imported
     ensure_onnx(Path(path))
-    return OnnxEncoder(Path(path), onnx_path(Path(path), backend), threads)
+    # int8: one text per forward pass, so a vector never depends on its batch-mates.
+    return OnnxEncoder(Path(path), onnx_path(Path(path), backend), threads,
+                       one_at_a_time=backend == "onnx-int8")
 

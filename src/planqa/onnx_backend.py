@@ -81,6 +81,9 @@ def export_onnx(model_dir: Path, out: Path) -> None:
     """Export the BertModel in `model_dir` to ``out/model.onnx`` (fp32, dynamic batch and
     length; output ``last_hidden_state``) and quantize it to ``out/model_qint8.onnx``
     (onnxruntime's dynamic quantization, signed int8 weights, a scale per channel)."""
+    # A local directory needs no hub; make sure nothing tries one (setup runs offline).
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from transformers import AutoModel
@@ -189,14 +192,20 @@ class OnnxEncoder:
     """The part of `SentenceTransformer` that planqa uses (`encode`, `prompts`,
     `get_embedding_dimension`), over an ONNX Runtime session.
 
-    `threads` is the session's intra-op thread count (fixed when the session is made)."""
+    `threads` is the session's intra-op thread count (fixed when the session is made).
+    `one_at_a_time` runs each text in a forward pass of its own: dynamic int8 quantizes
+    the activations with one scale per batch, so batched, a question's vector would depend
+    on the other questions and the padding in its batch (measured: up to 7e-3 per
+    component), and the same question could get another answer under load."""
 
-    def __init__(self, model_dir: Path, model_file: Path, threads: int = 1) -> None:
+    def __init__(self, model_dir: Path, model_file: Path, threads: int = 1,
+                 one_at_a_time: bool = False) -> None:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
         model_dir = Path(model_dir)
         self.model_file = Path(model_file)
+        self.one_at_a_time = one_at_a_time
         st_config = _read_json(model_dir / "config_sentence_transformers.json")
         self.prompts: dict[str, str] = dict(st_config.get("prompts") or {})
         max_len = int(_read_json(model_dir / "sentence_bert_config.json")["max_seq_length"])
@@ -239,8 +248,9 @@ class OnnxEncoder:
         # Longest first, as sentence-transformers does: batches of like lengths pad less.
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         out = np.empty((len(texts), self._dim), dtype=np.float32)
-        for start in range(0, len(order), max(1, batch_size)):
-            chunk = order[start:start + max(1, batch_size)]
+        step = 1 if self.one_at_a_time else max(1, batch_size)
+        for start in range(0, len(order), step):
+            chunk = order[start:start + step]
             out[chunk] = self._forward([prefix + texts[i] for i in chunk])
         if normalize_embeddings:
             out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
