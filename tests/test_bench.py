@@ -110,3 +110,24 @@ def test_one_definition_per_statistic():
 
     assert load.percentile is stats.percentile
     assert compare.cites_gold is evaluation.cites_gold
+
+
+def test_backend_deltas_count_whole_questions():
+    """tools.backends: per kind, how many questions a backend gains or loses against torch,
+    and the one-question bar that decides the default backend."""
+    from tools import backends
+
+    cases = [c for c in load_cases() if c.kind in ("plain", "out_of_scope")]
+    n_plain = sum(c.kind == "plain" for c in cases)
+    ref = {"per_kind": {"plain": {"planqa.hit@1": 1.0, "planqa.hit@3": 1.0, "citation@1": 1.0},
+                        "out_of_scope": {"refusal_recall": 1.0}}}
+    same = backends.question_deltas(ref, ref, cases)
+    assert set(same) == {"plain planqa.hit@1", "plain planqa.hit@3", "plain citation@1",
+                         "out_of_scope refusal_recall"}
+    assert backends.within_one_question(same) and not any(same.values())
+    worse = {"per_kind": {"plain": {"planqa.hit@1": 1 - 2 / n_plain, "planqa.hit@3": 1.0,
+                                    "citation@1": 1 - 1 / n_plain},
+                          "out_of_scope": {"refusal_recall": 1.0}}}
+    moved = backends.question_deltas(ref, worse, cases)
+    assert moved["plain planqa.hit@1"] == -2 and moved["plain citation@1"] == -1
+    assert not backends.within_one_question(moved)

@@ -113,7 +113,8 @@ def format_report(r: BenchResult) -> str:
         "## Machine",
         "",
         f"- CPU: {m['cpu']}, {m['cores']}; memory {m['memory']}; {m['os']}; Python {m['python']}",
-        f"- {m['threads']}",
+        f"- {m['threads']}; {m.get('backend', 'PLANQA_BACKEND=torch')} (all backends side by "
+        "side: `python -m tools.backends`)",
         f"- load average at start: {r.load_start}",
         f"- load average at end: {r.load_end}",
         f"- versions: {m['versions']}",

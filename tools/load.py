@@ -247,7 +247,8 @@ class Report:
         ]
         if growth is not None and anon is not None and growth - anon > 5:
             lines += ["", f"The other {growth - anon:+.0f} MB of RSS growth is file-backed: "
-                      "pages of the memory-mapped model weights (model.safetensors) read for "
+                      "pages of the memory-mapped model weights (model.safetensors, or "
+                      "the ONNX backends' .data file) read for "
                       "the first time, e.g. embedding rows of tokens not seen before. They "
                       "are clean page cache, bounded by the file's size, and the kernel may "
                       "drop them; a leak shows in the heap figure."]

