@@ -179,8 +179,9 @@ class PlanQA:
         script = state.get("script")
         traditional = (script == "traditional") if script else (
             has_cjk(question) and is_traditional(question))
-        answer = compose(resolved.question, hits, self.plan, traditional=traditional,
-                         asked=question, cal=self.calibration)
+        parse = self.searcher.parse  # typos read as the plan's words, as retrieval did
+        answer = compose(parse(resolved.question), hits, self.plan, traditional=traditional,
+                         asked=parse(question), cal=self.calibration)
         # Only sentence picks are rewritten; a clause quoted in full or an outline built
         # from the plan's structure is already the best answer.
         if answer.mode == "quote" and self.llm is not None:

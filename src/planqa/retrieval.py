@@ -25,6 +25,7 @@ from planqa.config import Settings
 from planqa.corpus import Passage, Plan
 from planqa.embeddings import PlanEmbeddings
 from planqa.errors import InvalidQuestion
+from planqa.homophones import Homophones
 from planqa.index import PlanIndex, Unit
 from planqa.query import Query, parse_query
 from planqa.refs import LAST, Reference, parse_reference
@@ -100,6 +101,7 @@ class PlanSearcher:
         self.index = index
         self.embeddings = embeddings
         self.max_question_chars = max_question_chars
+        self.homophones = Homophones(plan.text_simplified)
         self.units: list[Unit] = index.units
         self.passage_ids: list[str] = sorted({u.passage_id for u in self.units},
                                              key=[p.id for p in plan.passages].index)
@@ -147,8 +149,17 @@ class PlanSearcher:
     # -- public ------------------------------------------------------------
 
     def parse(self, question: str | Query) -> Query:
-        """The question read once (see planqa.query); InvalidQuestion if it is empty."""
-        return parse_query(question, self.max_question_chars)
+        """The question read once (see planqa.query), its homophone typos read as the
+        plan's words (see planqa.homophones); InvalidQuestion if it is empty."""
+        if isinstance(question, Query):
+            return question
+        q = parse_query(question, self.max_question_chars)
+        fixed = self.homophones.correct(q.simplified)
+        if fixed == q.simplified:
+            return q
+        # what the user typed stays as typed; everything read off it uses the plan's words
+        return replace(parse_query(fixed, self.max_question_chars), text=q.text,
+                       traditional=q.traditional)
 
     def prepare(self, question: str | Query) -> str:
         """The question cleaned and truncated, in its own script."""

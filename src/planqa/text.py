@@ -94,6 +94,11 @@ STOPWORDS = frozenset(
 )
 
 
+def word_frequency(word: str) -> int:
+    """How often jieba's dictionary has seen `word` (0: not a word it knows)."""
+    return int(_jieba().dt.FREQ.get(word) or 0)
+
+
 def pos_tags(text: str) -> list[tuple[str, str]]:
     """jieba's words of Simplified text with their part-of-speech flags ("n…" nouns)."""
     _jieba()
