@@ -166,6 +166,13 @@ def test_enumerate_items_trims_lead_in_and_tail():
     ("现任主席是谁？", "person"),
     ("学会要设立哪几个机构？", None),
     ("研究方向差不多的几个学会能不能抱团发展？", None),
+    ("学会一共有几个？", "count"),
+    # why-questions ask for the reason, not for the figure they mention
+    ("提高基层代表的比例有什么意义？", None),
+    ("为什么要把事业单位压缩到13个？", None),
+    ("Why cut the staff to 1120?", None),
+    # "就是几个…" is "just a few", not "how many"
+    ("科协就是几个专家说了算吗", None),
 ])
 def test_expected_answer_type(question, type_name):
     t = expected_type(normalize_query(question))

@@ -70,7 +70,7 @@ TYPES: tuple[AnswerType, ...] = (
     AnswerType("count",
                # "多少名", "选几名？"; not "哪几个…" (a list) nor "几个学会能不能…" (some).
                re.compile(r"多少\s*(?:名|人|个|家|所|项|位|次|届|条|岁|天|年)|"
-                          r"(?:有|是|选|要|设|占|共|一共|总共|能|可)几\s*(?:名|人|个|家|所|项|位|次|"
+                          r"(?:有|(?<!就)是|选|要|设|占|共|一共|总共|能|可)几\s*(?:名|人|个|家|所|项|位|次|"
                           r"届|条|岁|天|年)|(?<!哪)几\s*(?:名|人|个|家|所|项|位|次|届|条|岁|天|年)[?？]?$|"
                           r"\bhow many\b", re.I),
                re.compile(rf"{_NUM}\s*(?:名|人|个|家|所|项|位|次|届|岁|天|年)")),
@@ -93,8 +93,16 @@ _ANCHOR_ASKS = re.compile(r"改革(?:之)?前|(?<!时候)(?<!年)(?<!月)(?<!底
 _ANCHOR_HOLDS = re.compile(r"目前|现有|现行|原有|现任|由[^,。]{0,20}提高|当前")
 
 
+# "…的比例有什么意义", "为什么要压缩到13个": the question asks why, not for the figure.
+_WHY = re.compile(r"为什么|为何|为啥|干嘛要|什么意义|啥意义|意义何在|用意|目的是|出发点|"
+                  r"\bwhy\b|\bwhat (?:is|was) the (?:point|purpose)\b", re.I)
+
+
 def expected_type(question: str) -> AnswerType | None:
-    """The answer type a (Simplified, normalized) question asks for, if any."""
+    """The answer type a (Simplified, normalized) question asks for, if any (none for
+    a question about why)."""
+    if _WHY.search(question):
+        return None
     for t in TYPES:
         if t.asks.search(question):
             return t
