@@ -118,6 +118,8 @@ def test_malformed_history_is_a_clear_error(qa, history):
 @pytest.mark.parametrize(("question", "kind"), [
     ("方案分为哪几个部分？", STRUCTURE),
     ("这个文件一共有几大部分", STRUCTURE),
+    ("方案包括哪几个方面？", STRUCTURE),
+    ("学会治理里要抓好几个方面？", LIST),  # a clause's 方面, not the document's
     ("基本原则有哪些？", LIST),
     ("要增强哪四个意识？", LIST),
     ("事业编制要精简到多少名？", PLAIN),
@@ -154,6 +156,10 @@ def test_enumerate_items_trims_lead_in_and_tail():
     assert enumerate_items(s) == ["政治意识", "大局意识", "核心意识", "看齐意识"]
     assert enumerate_items("成立甲中心、乙中心和丙中心等。")[-1] == "乙中心和丙中心"
     assert enumerate_items("没有列举。") == []
+    # of two lists as long, the one the question is about
+    two = "解决甲化、乙化、丙化等问题,服务企业、服务农村、服务高校的能力增强。"
+    assert "乙化" in enumerate_items(two)
+    assert "服务农村" in enumerate_items(two, "要增强哪几种服务能力")
 
 
 @pytest.mark.parametrize(("question", "type_name"), [

@@ -21,7 +21,7 @@ from planqa.corpus import Passage, Plan
 from planqa.query import LIST, ROUNDUP, STRUCTURE, Query, classify, parse_query
 from planqa.refs import PREAMBLE, int_to_cn, locate, own_words, section_ordinal, source_line
 from planqa.retrieval import Hit
-from planqa.text import STOPWORDS, pos_tags
+from planqa.text import STOPWORDS, pos_tags, tokenize
 
 
 @dataclass(frozen=True)
@@ -211,12 +211,14 @@ def pick_sentences(hit: Hit, asked: str, max_sentences: int = 3) -> list[int]:
 _ENUM_SPLIT = re.compile(r"[,;:：，；。]")
 
 
-def enumerate_items(sentence: str) -> list[str]:
-    """The items of the longest 、-enumeration in a sentence (verbatim substrings)."""
+def enumerate_items(sentence: str, about: str = "") -> list[str]:
+    """The items of the longest 、-enumeration in a sentence (verbatim substrings); of
+    two as long, the one sharing more words with `about` (the question)."""
     clauses = [c for c in _ENUM_SPLIT.split(sentence) if "、" in c]
     if not clauses:
         return []
-    run = max(clauses, key=lambda c: c.count("、"))
+    asked = set(tokenize(about)) if about else set()
+    run = max(clauses, key=lambda c: (c.count("、"), len(asked & set(tokenize(c)))))
     items = [x.strip() for x in run.split("、") if x.strip()]
     if len(items) < 2:
         return []
@@ -401,7 +403,7 @@ def _enumeration(q: Query, hit: Hit) -> tuple[list[int], list[str], tuple[str, .
             it.heading for it in p.items)
     scores = hit.sentence_scores or tuple(0.0 for _ in p.sentences_simplified)
     for i in sorted(range(len(scores)), key=lambda i: -scores[i])[:3]:
-        items = enumerate_items(p.sentences_simplified[i])
+        items = enumerate_items(p.sentences_simplified[i], q.simplified)
         if len(items) >= 3:
             return [i], items, None
     return [], [], None
@@ -540,7 +542,7 @@ def compose(question: str | Query, hits: list[Hit], plan: Plan, *, traditional: 
                 own, [p.sentences_simplified[i] for i in positions], p, plan)):
             return _near_miss(qualifier, top, positions, traditional)
         quoted = [sentences[i] for i in positions]
-        items = enumerate_items(quoted[-1]) if kind == LIST else []
+        items = enumerate_items(quoted[-1], asked_n) if kind == LIST else []
         if len(items) >= 3:
             head = _w(f"方案{where}列举了以下{len(items)}项：", traditional)
             body = "\n".join(f"{i}. {x}" for i, x in enumerate(items, 1)) + "\n" + _w(

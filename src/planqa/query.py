@@ -22,7 +22,11 @@ from planqa.text import clean_input, english_terms, has_cjk, is_traditional, to_
 STRUCTURE, ROUNDUP, LIST, PLAIN = "structure", "roundup", "list", "plain"
 
 _DOC_STRUCTURE = re.compile(
-    r"(分为|分成|包括|包含|有)(哪|几)(几|个|些|大)?(个)?(大)?(部分|方面|板块|章)|几个?大?部分|哪几部分|"
+    r"(分为|分成|包括|包含|有)(哪|几)(几|个|些|大)?(个)?(大)?(部分|板块|章)|几个?大?部分|哪几部分|"
+    # "几个方面" is the document's only when the document is its subject ("总体目标里
+    # 有几个方面" asks about one clause)
+    r"^(?:这个|整个)?(?:方案|文件|实施方案)(?:的?内容)?(?:分为|分成|包括|包含|有)(?:哪|几)(?:几|个|些)?"
+    r"(?:个)?方面|"
     r"(整体|总体|文件|方案的?|大)(结构|框架|目录|提纲)|每(个)?部分|各(个)?部分|"
     r"\b(structure|outline|sections? (?:does|are))\b|how many (?:parts|sections)", re.I)
 _LIST = re.compile(r"哪些|哪几|哪[两三四五六七八九十\d]+(个|项|条|种|方面)|有几(个|项|条|种|方面)|"
