@@ -40,37 +40,49 @@ ABLATIONS = {
 #: closing notes / bench/report.md) less about one question's worth of margin, so a
 #: regression of two questions fails CI while float noise across machines does not.
 GATES = {
-    "retrieval.hit@1": 0.93,  # measured 0.950 (0.915 without the question links)
-    "retrieval.hit@3": 0.95,  # measured 0.965 before the links
-    "answers.citation@1": 0.93,  # measured 0.949
-    "answers.fact_recall": 0.89,  # measured 0.909
-    "answers.refusal_recall": 0.90,  # measured 0.925 (one of 40 is 0.025; was 0.950)
-    "answers.false_refusal_rate": 0.025,  # at most; measured 0.020
+    "retrieval.hit@1": 0.945,  # measured 0.965 (0.901 without the question links)
+    "retrieval.hit@3": 0.97,  # measured 0.986
+    "answers.citation@1": 0.945,  # measured 0.965
+    "answers.fact_recall": 0.905,  # measured 0.924
+    "answers.refusal_recall": 0.925,  # measured 0.950 (one of 40 is 0.025)
+    "answers.false_refusal_rate": 0.025,  # at most; measured 0.010
     "answers.verbatim": 1.0,  # measured 1.0: every quote stands in the plan
 }
 #: The held-out set is smaller (68 in-scope, 20 out-of-scope questions: one question is
 #: 0.015 or 0.05), so its margins are wider. Measured figures in the comments.
 HELDOUT_GATES = {
-    "retrieval.hit@1": 0.89,  # measured 0.912
+    "retrieval.hit@1": 0.93,  # measured 0.956
     "retrieval.hit@3": 0.95,  # measured 0.971
-    "answers.citation@1": 0.88,  # measured 0.897
-    "answers.fact_recall": 0.84,  # measured 0.860
-    "answers.refusal_recall": 0.70,  # measured 0.750
+    "answers.citation@1": 0.91,  # measured 0.941
+    "answers.fact_recall": 0.875,  # measured 0.904
+    "answers.refusal_recall": 0.80,  # measured 0.850
     "answers.false_refusal_rate": 0.03,  # at most; measured 0.015
     "answers.verbatim": 1.0,
 }
 
 
 #: blind2.jsonl (160 cases written apart from the system; its first run, before any
-#: change it could prompt, is eval/runs/blind2-first-run.md). Measured after the
-#: natural-questions work in the comments; margins of about two questions.
+#: change it could prompt, is eval/runs/blind2-first-run.md). Since 2026-12-02 a
+#: development set (its misses were read): tuned figures, margins of about two questions.
 BLIND2_SET = DEFAULT_SET.with_name("blind2.jsonl")
 BLIND2_GATES = {
-    "retrieval.hit@1": 0.88,  # measured 0.911 (first run 0.887)
-    "answers.citation@1": 0.86,  # measured 0.887 (first run 0.844)
-    "answers.fact_recall": 0.77,  # measured 0.808 (first run 0.771)
-    "answers.refusal_recall": 0.68,  # measured 0.773 (first run 0.773; 22 turns)
-    "answers.false_refusal_rate": 0.07,  # at most; measured 0.044 (first run 0.075)
+    "retrieval.hit@1": 0.91,  # measured 0.935 (first run 0.887)
+    "answers.citation@1": 0.905,  # measured 0.931 (first run 0.844)
+    "answers.fact_recall": 0.825,  # measured 0.853 (first run 0.771)
+    "answers.refusal_recall": 0.86,  # measured 0.909 (first run 0.773; 22 turns)
+    "answers.false_refusal_rate": 0.04,  # at most; measured 0.019 (first run 0.075)
+    "answers.verbatim": 1.0,
+}
+#: blind3.jsonl: the blind set (a different hand, the plan alone; nobody building
+#: planqa reads it). First run eval/runs/blind3-first-run.md; measured once more on the
+#: code of 2026-12-02 (in the comments); margins of about two questions.
+BLIND3_SET = DEFAULT_SET.with_name("blind3.jsonl")
+BLIND3_GATES = {
+    "retrieval.hit@1": 0.89,  # measured 0.911 (first run 0.927)
+    "answers.citation@1": 0.86,  # measured 0.883 (first run 0.890)
+    "answers.fact_recall": 0.81,  # measured 0.837 (first run 0.831)
+    "answers.refusal_recall": 0.86,  # measured 0.909 (first run 0.773; 22 turns)
+    "answers.false_refusal_rate": 0.075,  # at most; measured 0.055 (first run 0.061)
     "answers.verbatim": 1.0,
 }
 
@@ -79,7 +91,8 @@ def gates_for(path: Path | None) -> dict[str, float]:
     """The gates of an eval set: the held-out and blind sets have their own, any other
     set the main ones."""
     name = path.name if path is not None else ""
-    return {HELDOUT_SET.name: HELDOUT_GATES, BLIND2_SET.name: BLIND2_GATES}.get(name, GATES)
+    return {HELDOUT_SET.name: HELDOUT_GATES, BLIND2_SET.name: BLIND2_GATES,
+            BLIND3_SET.name: BLIND3_GATES}.get(name, GATES)
 
 
 @dataclass(frozen=True)
