@@ -74,7 +74,7 @@ BLIND2_GATES = {
     "answers.verbatim": 1.0,
 }
 #: blind3.jsonl: the blind set (a different hand, the plan alone; nobody building
-#: planqa reads it). First run eval/runs/blind3-first-run.md; measured once more on the
+#: planqa reads it). First run eval/runs/blind3-runs.md; measured once more on the
 #: code of 2026-12-02 (in the comments); margins of about two questions.
 BLIND3_SET = DEFAULT_SET.with_name("blind3.jsonl")
 BLIND3_GATES = {
