@@ -164,3 +164,37 @@ def test_openapi_schema_is_served_and_names_the_client_routes(server: LiveServer
     for page in ("/docs", "/redoc"):
         assert "swagger-ui" not in httpx.get(server.api(page)).text.lower()
         assert "redoc.standalone" not in httpx.get(server.api(page)).text
+
+
+# ---------------------------------------------------------------- server-side failures
+# In process (run_app: the app on the session's library with other settings): what a
+# client sees when planqa cannot answer, on /v1 and on Dify's /retrieval alike.
+
+CHAT = {"model": "planqa", "messages": [{"role": "user", "content": Q}]}
+RETRIEVAL = {"knowledge_id": "planqa", "query": Q,
+             "retrieval_setting": {"top_k": 3, "score_threshold": 0.0}}
+
+
+def test_time_limit_is_504_in_each_clients_shape(shared_qa, run_app, tmp_path) -> None:
+    with run_app(shared_qa, tmp_path, request_timeout=0.000001) as app:
+        r = app.post("/v1/chat/completions", json=CHAT)
+        assert r.status_code == 504 and r.json()["error"]["code"] == "timeout"
+        r = app.post("/retrieval", json=RETRIEVAL, headers={"Authorization": "Bearer x"})
+        assert r.status_code == 504 and r.json()["error_code"] == 504
+
+
+def test_missing_index_is_503_not_a_crash(run_app, tmp_path) -> None:
+    from planqa.chain import PlanQA
+    from planqa.config import Settings
+
+    empty = tmp_path / "no-index"
+    empty.mkdir()
+    qa = PlanQA(Settings.from_env().replace(index_dir=empty))
+    with run_app(qa, tmp_path, index_dir=empty) as app:
+        r = app.post("/v1/chat/completions", json=CHAT)
+        assert r.status_code == 503
+        assert r.json()["error"]["code"] == "index_unavailable"
+        assert "make index" in r.json()["error"]["message"]
+        r = app.post("/retrieval", json=RETRIEVAL, headers={"Authorization": "Bearer x"})
+        assert r.status_code == 503 and "make index" in r.json()["error_msg"]
+        assert app.get("/v1/models").status_code == 200  # listing needs no index
