@@ -117,3 +117,50 @@ def test_bad_bodies_are_4xx_with_an_error_code(server: LiveServer, body) -> None
 def test_wrong_method_is_405(server: LiveServer) -> None:
     r = httpx.get(server.api("/retrieval"), headers=AUTH)
     assert r.status_code == 405 and r.headers["allow"] == "POST"
+
+
+def test_metadata_condition_filters_the_records(server: LiveServer) -> None:
+    only_three = {"logical_operator": "and", "conditions": [
+        {"name": "section", "comparison_operator": "is", "value": "三"}]}
+    records = retrieve(server, query="学会要怎么改革？", top_k=3,
+                       metadata_condition=only_three).json()["records"]
+    assert len(records) == 3 and {r["metadata"]["section"] for r in records} == {"三"}
+    either = {"logical_operator": "or", "conditions": [
+        {"name": "ref", "comparison_operator": "in", "value": ["二、1", "二、3"]},
+        {"name": ["heading"], "comparison_operator": "contains", "value": "机关"}]}
+    refs = [r["metadata"]["ref"] for r in retrieve(
+        server, top_k=5, metadata_condition=either).json()["records"]]
+    assert set(refs) == {"二、1", "二、2", "二、3"} and refs[0] == "二、2"
+
+
+@pytest.mark.parametrize("condition", [
+    {"conditions": [{"name": "ref", "comparison_operator": "like", "value": "二"}]},
+    {"conditions": [{"name": "score", "comparison_operator": ">", "value": "high"}]},
+    {"conditions": [{"comparison_operator": "is", "value": "二"}]},
+    {"logical_operator": "xor", "conditions": []},
+    {"conditions": "section=二"},
+])
+def test_bad_metadata_condition_is_400(server: LiveServer, condition) -> None:
+    r = retrieve(server, metadata_condition=condition)
+    assert r.status_code == 400 and r.json()["error_code"] == 400
+
+
+def test_conditions_in_isolation() -> None:
+    from planqa.web.dify import matches, read_metadata_condition
+
+    meta = {"ref": "二、2", "section": "二", "clause": "2", "score": 0.49, "heading": ""}
+    cases = [("contains", "、", True), ("not contains", "三", True),
+             ("start with", "二", True), ("end with", "3", False), ("is not", "二、2", False),
+             ("not in", ["二、2"], False), ("empty", None, False), ("not empty", None, True)]
+    for op, value, expected in cases:
+        conds, logic = read_metadata_condition(
+            {"conditions": [{"name": "ref", "comparison_operator": op, "value": value}]})
+        assert matches(meta, conds, logic) is expected, op
+    for op, value, expected in [(">", 0.4, True), ("≤", 0.4, False), ("=", 0.49, True)]:
+        conds, logic = read_metadata_condition(
+            {"conditions": [{"name": "score", "comparison_operator": op, "value": value}]})
+        assert matches(meta, conds, logic) is expected, op
+    conds, _ = read_metadata_condition(
+        {"conditions": [{"name": "heading", "comparison_operator": "empty"}]})
+    assert matches(meta, conds, "and")
+    assert matches(meta, [], "and")  # no conditions: every record
