@@ -55,7 +55,7 @@ def test_plain_completion_is_planqas_answer(client: openai.OpenAI, library) -> N
     assert "1120" in choice.message.content and "出处" in choice.message.content
     # machine-readable citations beside the text
     extra = resp.model_extra
-    assert [c["ref"] for c in extra["citations"]] == ["二、2"]
+    assert [c["ref"] for c in extra["planqa"]["citations"]] == ["二、2"]
     assert extra["planqa"]["found"] is True
     assert resp.usage.completion_tokens == len(choice.message.content)
 
@@ -73,7 +73,7 @@ def test_streamed_completion_joins_to_the_same_answer(client: openai.OpenAI,
     assert "".join(content) == library(Q)["answer"]
     assert finishes[-1] == "stop" and set(finishes[:-1]) == {None}
     last = next(c for c in chunks if c.choices and c.choices[0].finish_reason)
-    assert [c["ref"] for c in last.model_extra["citations"]] == ["二、2"]
+    assert [c["ref"] for c in last.model_extra["planqa"]["citations"]] == ["二、2"]
     assert chunks[-1].usage.total_tokens > 0
 
 
@@ -106,7 +106,7 @@ def test_out_of_scope_question_is_refused(client: openai.OpenAI) -> None:
     resp = client.chat.completions.create(
         model="planqa", messages=[{"role": "user", "content": "明天北京天气怎么样？"}])
     assert "没有关于这个问题的规定" in resp.choices[0].message.content
-    assert resp.model_extra["citations"] == []
+    assert resp.model_extra["planqa"]["citations"] == []
     assert resp.model_extra["planqa"]["found"] is False
 
 

@@ -4,8 +4,8 @@ LobeChat and the official `openai` SDK can use planqa as a "model".
 
 The last user message is the question; earlier user → assistant pairs are the history.
 The reply is planqa's own answer (quote, 出处 line, or refusal), never an LLM's free text;
-its citations are also in the response's `citations` field, machine-readable. Errors have
-OpenAI's shape, `{"error": {"message", "type", "param", "code"}}`.
+its citations are also in the response's `planqa.citations` field, machine-readable.
+Errors have OpenAI's shape, `{"error": {"message", "type", "param", "code"}}`.
 """
 
 from __future__ import annotations
@@ -171,9 +171,10 @@ def _usage(question: str, text: str) -> dict[str, int]:
 
 
 def _planqa_fields(answer: dict[str, Any]) -> dict[str, Any]:
-    """The machine-readable part: citations, and whether the plan covers the question."""
-    return {"citations": answer["citations"],
-            "planqa": {k: answer[k] for k in ("found", "related", "question", "source")}}
+    """The machine-readable part, under a key of its own: a top-level `citations` is
+    Perplexity's list of URLs, which some clients render, so planqa's dicts stay apart."""
+    return {"planqa": {k: answer[k]
+                       for k in ("found", "citations", "related", "question", "source")}}
 
 
 def completion_body(answer: dict[str, Any], question: str, completion_id: str,
@@ -193,7 +194,8 @@ def completion_body(answer: dict[str, Any], question: str, completion_id: str,
 def stream_chunks(answer: dict[str, Any], question: str, completion_id: str, created: int,
                   include_usage: bool = False) -> list[dict[str, Any]]:
     """The answer as `chat.completion.chunk`s: the role, the text line by line, then an
-    empty delta with finish_reason "stop" (and the citations); usage last if asked."""
+    empty delta with finish_reason "stop" (with `planqa`: the citations); usage last if
+    asked."""
 
     def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> dict:
         return {"id": completion_id, "object": "chat.completion.chunk", "created": created,
