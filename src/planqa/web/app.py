@@ -16,7 +16,9 @@ from planqa import __version__
 from planqa.config import Settings
 from planqa.errors import ConfigError
 from planqa.web.api import add_api_routes
+from planqa.web.dify import add_dify_routes
 from planqa.web.feedback import FeedbackLog
+from planqa.web.openai_compat import add_openai_routes
 from planqa.web.security import Guard, gradio_session_cookie, gradio_session_user
 from planqa.web.service import ChatService
 from planqa.web.ui import add_static_routes, build_blocks, css, head, theme
@@ -71,11 +73,15 @@ def create_app(qa: PlanQA | None = None, settings: Settings | None = None) -> Fa
     service = ChatService(qa=qa, settings=settings, feedback=feedback)
     service.warm_up()
 
+    # The OpenAPI schema is served for tools that import the API; no docs page (those
+    # load scripts from other sites).
     app = FastAPI(title="planqa", version=__version__, docs_url=None, redoc_url=None,
-                  openapi_url=None)
+                  openapi_url="/openapi.json")
     app.state.service = service
     add_api_routes(app, service)  # before the mount: "/" would shadow them
     add_static_routes(app)  # the chat page's script
+    add_openai_routes(app, service)  # /v1/models, /v1/chat/completions
+    add_dify_routes(app, service)  # POST /retrieval
     # One guard around every route, Gradio's included (see web/security.py).
     app.state.closing = threading.Event()  # set by serve() on SIGTERM: streams end
     app.add_middleware(Guard, api_token=settings.api_token, login=login,

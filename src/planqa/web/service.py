@@ -3,11 +3,13 @@ the feedback log and the pool of answer workers with its time limit."""
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from planqa.chain import PlanQA
 from planqa.config import Settings
@@ -21,6 +23,7 @@ if TYPE_CHECKING:
     from planqa.corpus import Plan
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: Answers in progress at once; more requests wait for a worker (the time limit counts
 #: the wait). The model itself runs one batch at a time (planqa.batching.QueryBatcher),
@@ -116,6 +119,18 @@ class ChatService:
                script: str | None) -> concurrent.futures.Future[Answer]:
         """qa.ask on the worker pool (so a slow answer can be abandoned at the time limit)."""
         return self.executor.submit(self.check_ready().ask, question, history, script)
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(*args)` on the answer workers within the request time limit, awaited: what
+        the OpenAI-compatible and Dify routes share with /api/ask (AnswerTimeout past it)."""
+        future = self.executor.submit(fn, *args)
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(future),
+                                          timeout=self.settings.request_timeout)
+        except TimeoutError as exc:
+            future.cancel()
+            raise AnswerTimeout(
+                f"no answer within {self.settings.request_timeout:g} s") from exc
 
     def ask(self, question: str, history: list[tuple[str, str]],
             script: str | None) -> Answer:
