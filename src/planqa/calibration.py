@@ -25,9 +25,9 @@ FEATURES = ("dense", "lexical", "link", "fused")
 # Fitted 2026-12-02 on eval/qa.jsonl (single-turn questions, top 5 hits each, label:
 # the hit is the question's gold clause; out-of-scope questions' hits are all 0) by
 # tools/calibrate.py, L2-regularized logistic regression (858 hits, 121 gold;
-# retrieval and links as of main c7acf67). On
+# retrieval, 1,041 links and the int8 encoder of 2026-12-02). On
 # eval/heldout.jsonl (not fitted on) the top hit's score ranks answerable above
-# out-of-scope questions with ROC AUC 0.74 (the min-max fused score: 0.50).
+# out-of-scope questions with ROC AUC 0.75 (the min-max fused score: 0.50).
 INTERCEPT = -5.2869
 COEFFICIENTS = (0.7094, 1.6318, 1.8845, 1.8673)
 
