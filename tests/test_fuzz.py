@@ -350,8 +350,13 @@ EXAMPLES = {"api": 40, "gradio_api": 15, "gradio_app": 3}
 def _served_schema(client: AppClient, which: str) -> dict:
     if which == "api":  # the JSON API's own schema (FastAPI's, of the routes on the app)
         return client.app.openapi()
-    path = "/gradio_api/openapi.json" if which == "gradio_api" else "/openapi.json"
-    r = client.get(path)
+    if which == "gradio_app":  # Gradio's own app, mounted at "/": its schema is shadowed
+        # by the server's /openapi.json, so it is read from the mounted app itself
+        from starlette.routing import Mount
+
+        mounted = next(r.app for r in client.app.routes if isinstance(r, Mount))
+        return mounted.openapi()
+    r = client.get("/gradio_api/openapi.json")
     assert r.status_code == 200, r.text[:200]
     return r.json()
 

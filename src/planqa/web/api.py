@@ -89,20 +89,29 @@ def without_paths(message: str) -> str:
     return _PATH.sub(lambda m: m.group().rstrip("/").rsplit("/", 1)[-1], message)
 
 
-Handler = Callable[[Request], Awaitable[JSONResponse]]
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def errors_as(to_response: Callable[[Exception], Response]) -> Callable[[Handler], Handler]:
+    """A decorator: the route's exceptions become `to_response(exc)` (never a bare 500
+    page) — planqa's shape here, OpenAI's in /v1, Dify's in /retrieval."""
+
+    def decorate(handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        async def route(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except Exception as exc:
+                return to_response(exc)
+
+        return route
+
+    return decorate
 
 
 def json_errors(handler: Handler) -> Handler:
-    """A route whose exceptions become `error_response`s (never a bare 500 page)."""
-
-    @functools.wraps(handler)
-    async def route(request: Request) -> JSONResponse:
-        try:
-            return await handler(request)
-        except Exception as exc:
-            return error_response(exc)
-
-    return route
+    """A route whose exceptions become `error_response`s."""
+    return errors_as(error_response)(handler)
 
 
 # ---------------------------------------------------------------- reading requests

@@ -14,10 +14,9 @@ unknown knowledge_id (404).
 
 from __future__ import annotations
 
-import functools
 import hmac
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +27,7 @@ from planqa.calibration import calibrated_scores
 from planqa.errors import IndexUnavailable, InvalidQuestion, PlanQAError
 from planqa.retrieval import hit_to_document
 from planqa.text import clean_input
-from planqa.web.api import BadRequest, read_json_object
+from planqa.web.api import BadRequest, errors_as, read_json_object
 from planqa.web.service import AnswerTimeout, ChatService
 
 logger = logging.getLogger(__name__)
@@ -70,16 +69,8 @@ def dify_error_response(exc: Exception) -> JSONResponse:
     return dify_error(500, 500, "internal error while retrieving")
 
 
-def dify_errors(handler: Callable[[Request], Awaitable[JSONResponse]]
-                ) -> Callable[[Request], Awaitable[JSONResponse]]:
-    @functools.wraps(handler)
-    async def route(request: Request) -> JSONResponse:
-        try:
-            return await handler(request)
-        except Exception as exc:
-            return dify_error_response(exc)
-
-    return route
+#: A route whose exceptions become Dify-shaped errors.
+dify_errors = errors_as(dify_error_response)
 
 
 def check_dify_auth(request: Request, api_token: str) -> None:

@@ -10,12 +10,11 @@ Errors have OpenAI's shape, `{"error": {"message", "type", "param", "code"}}`.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -23,7 +22,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from planqa.errors import IndexUnavailable, InvalidQuestion, PlanQAError
 from planqa.text import clean_input
-from planqa.web.api import BadRequest, Unauthorized, check_token, read_json_object
+from planqa.web.api import BadRequest, Unauthorized, check_token, errors_as, read_json_object
 from planqa.web.service import AnswerTimeout, ChatService
 
 logger = logging.getLogger(__name__)
@@ -78,20 +77,8 @@ def openai_error_response(exc: Exception) -> JSONResponse:
     return openai_error(500, "internal error while answering", "server_error", None)
 
 
-Handler = Callable[[Request], Awaitable[Response]]
-
-
-def openai_errors(handler: Handler) -> Handler:
-    """A route whose exceptions become OpenAI-shaped errors."""
-
-    @functools.wraps(handler)
-    async def route(request: Request) -> Response:
-        try:
-            return await handler(request)
-        except Exception as exc:
-            return openai_error_response(exc)
-
-    return route
+#: A route whose exceptions become OpenAI-shaped errors.
+openai_errors = errors_as(openai_error_response)
 
 
 # ---------------------------------------------------------------- reading requests

@@ -50,11 +50,16 @@ UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 #: the login itself, and health (for load balancers). Everything else is guarded.
 PUBLIC_PATHS = frozenset({"/", "/login", "/login/", "/logout", "/favicon.ico", "/robots.txt",
                           "/theme.css", "/gradio_api/theme.css", "/manifest.json",
-                          "/api/health"})
+                          "/api/health",
+                          "/openapi.json"})  # the API's description: tools import it first
 PUBLIC_PREFIXES = ("/assets/", "/static/", "/svelte/", "/gradio_api/static/",
                    "/planqa-static/")  # the page's own script (web/ui.py)
 #: Uploads are off: the chat takes text only.
 UPLOAD_PATHS = ("/upload", "/upload_progress")
+#: Routes that check the bearer token themselves and refuse in their protocol's own
+#: shape (OpenAI's error object, Dify's 1001/1002): with a token set, the guard lets a
+#: request without a valid one through to them rather than answer planqa's 401.
+SELF_AUTH_PREFIXES = ("/v1/", "/retrieval")
 #: Requests that may wait for their response's first byte at once (answers queue for 8
 #: workers; beyond this a burst is refused quickly instead of piling up).
 MAX_PENDING = 256
@@ -251,7 +256,8 @@ class Guard:
                              ((b"retry-after", wait),))
             if presented is False:
                 self.limiter.failed(client)
-            if not presented and not self.is_public(path, method):
+            self_auth = bool(self.api_token) and path.startswith(SELF_AUTH_PREFIXES)
+            if not presented and not self_auth and not self.is_public(path, method):
                 schemes = ", ".join(([] if not self.api_token else ["Bearer"])
                                     + ([] if not self.login else ['Basic realm="planqa"']))
                 what = ("login or bearer token required" if self.api_token and self.login
