@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
+from web_fixtures import token_server
+
 if TYPE_CHECKING:
     from web_fixtures import LiveServer
 
@@ -25,13 +27,7 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 Q = "事业编制要精简到多少名？"
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory):
-    from web_fixtures import run_app_subprocess
-
-    with run_app_subprocess(tmp_path_factory.mktemp("dify"),
-                            env={"PLANQA_API_TOKEN": TOKEN}) as live:
-        yield live
+server = token_server("dify", TOKEN)
 
 
 def retrieve(server: LiveServer, query: str = Q, top_k: int = 3, threshold: float = 0.0,

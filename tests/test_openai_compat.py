@@ -12,6 +12,8 @@ import httpx
 import openai
 import pytest
 
+from web_fixtures import token_server
+
 if TYPE_CHECKING:
     from web_fixtures import LiveServer
 
@@ -22,13 +24,7 @@ TOKEN = "sdk-test-token"
 Q = "事业编制要精简到多少名？"
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory):
-    from web_fixtures import run_app_subprocess
-
-    with run_app_subprocess(tmp_path_factory.mktemp("openai"),
-                            env={"PLANQA_API_TOKEN": TOKEN}) as live:
-        yield live
+server = token_server("openai", TOKEN)
 
 
 @pytest.fixture(scope="module")

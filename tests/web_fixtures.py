@@ -159,3 +159,16 @@ def web_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]
         r = httpx.get(server.api("/api/health"), timeout=10)
         assert r.status_code == 200, r.text
         yield server
+
+
+def token_server(name: str, token: str):
+    """A module-scoped fixture: `python app.py` with PLANQA_API_TOKEN=`token` (the client
+    protocol tests, /v1 and /retrieval, each run one per module)."""
+
+    @pytest.fixture(scope="module")
+    def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+        with run_app_subprocess(tmp_path_factory.mktemp(name),
+                                env={"PLANQA_API_TOKEN": token}) as live:
+            yield live
+
+    return server

@@ -487,9 +487,8 @@ def compose(question: str | Query, hits: list[Hit], plan: Plan, *, traditional: 
     `asked` is the user's own words when `question` was rewritten from a follow-up;
     the kind of fact asked for is read from it first."""
     q = parse_query(question)
-    asked_q = parse_query(asked) if asked else q
-    if asked_q.answer_type is None:
-        asked_q = q
+    own = parse_query(asked) if asked else q  # the user's own words (before a rewrite)
+    asked_q = own if own.answer_type is not None else q
     asked_n = asked_q.simplified
     kind = q.shape
     ref = q.reference.resolved(plan) if q.reference else None
@@ -537,7 +536,6 @@ def compose(question: str | Query, hits: list[Hit], plan: Plan, *, traditional: 
         if not positions:
             return refusal(hits, traditional, not_in_plan(plan))
         # the user's own words name the qualifier, not a follow-up's rewrite
-        own = parse_query(asked) if asked else q
         if asked_q.factoid and (qualifier := uncovered_qualifier(
                 own, [p.sentences_simplified[i] for i in positions], p, plan)):
             return _near_miss(qualifier, top, positions, traditional)
