@@ -4,7 +4,7 @@ import pytest
 
 from planqa.answer_type import expected_type, sentence_answers
 from planqa.answering import enumerate_items
-from planqa.query import LIST, PLAIN, STRUCTURE, classify
+from planqa.query import LIST, PLAIN, ROUNDUP, STRUCTURE, classify
 from planqa.text import normalize_query, to_simplified
 
 
@@ -123,6 +123,12 @@ def test_malformed_history_is_a_clear_error(qa, history):
     ("基本原则有哪些？", LIST),
     ("要增强哪四个意识？", LIST),
     ("事业编制要精简到多少名？", PLAIN),
+    # which clauses, not how many items: round-ups in other words
+    ("挂职交流方案哪几条都讲到了？", ROUNDUP),
+    ("把涉及智库的内容汇总一下", ROUNDUP),
+    ("讲院士的条款全找出来", ROUNDUP),
+    ("Which clauses mention science popularization?", ROUNDUP),
+    ("基本原则有哪几条？", LIST),
 ])
 def test_classify(question, kind):
     assert classify(question) == kind
@@ -143,6 +149,8 @@ def test_a_deadline_is_not_a_time_anchor(question, anchor):
 @pytest.mark.parametrize(("question", "topic"), [
     ("方案里讲到科普的地方，一条条列出来", "科普"),
     ("学术交流在方案里哪几处有要求？", "学术交流"),
+    ("跟挂职有关的规定散落在哪些条款，汇总一下", "挂职"),
+    ("院士这件事，方案哪几条都提到了？", "院士"),
 ])
 def test_roundup_topic_leaves_the_topic(question, topic):
     from planqa.query import roundup_topic
@@ -275,6 +283,31 @@ def test_a_roundup_of_a_topic_one_clause_holds_says_so(qa):
     assert a.found and a.mode == "roundup"
     assert [c.ref for c in a.citations] == holders == ["四、4"]
     assert "只有一处" in a.text
+
+
+def test_a_roundup_topic_is_the_plans_words_in_it(qa):
+    """Words the plan never uses ("硬性") cannot pick its passages: every clause holding
+    the topic's own words is listed, not only one."""
+    holders = [p.ref for p in qa.plan.passages
+               if "期刊" in p.text_simplified and p.kind == "clause"]
+    assert len(holders) >= 2
+    a = qa.ask("对期刊的硬性要求有几处？都列出来")
+    assert a.mode == "roundup" and [c.ref for c in a.citations] == holders
+
+
+def test_a_roundup_quotes_the_sentence_that_holds_the_topic():
+    """Of a clause's sentences, the one with the topic's words, not a heading that
+    scores well on the common ones; at most two, in text order."""
+    from planqa.answering import roundup_sentences
+    from planqa.corpus import Passage
+    from planqa.retrieval import Hit
+
+    p = Passage(id="x", ref="二、7", kind="clause", section="二", clause="7",
+                heading="", section_title="", text="", sentences=("a", "b", "c", "d"))
+    hit = Hit(p, 0.5, "a", 0, 0.8, 0.5, sentence_scores=(0.9, 0.2, 0.4, 0.3),
+              sentence_coverage=(0.5, 1.0, 1.0, 1.0))
+    assert roundup_sentences(hit) == [2, 3]
+    assert roundup_sentences(hit, most=1) == [2]
 
 
 def test_an_elliptical_follow_up_is_answered_from_the_clause_in_focus(qa):

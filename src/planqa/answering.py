@@ -445,7 +445,25 @@ def _count_answer(q: Query, top: Hit, traditional: bool, cal: Calibration) -> An
 #: At most this many passages in a round-up ("都列出来"): beyond it, a topic is the
 #: whole plan's and a list says nothing.
 MAX_ROUNDUP = 8
+#: Sentences quoted per passage in a round-up: the passages are the answer's list, each
+#: says where the topic stands in it.
+MAX_ROUNDUP_SENTENCES = 2
 ROUNDUP_MIN_COVERAGE = 0.99
+
+
+def roundup_sentences(hit: Hit, most: int = MAX_ROUNDUP_SENTENCES) -> list[int]:
+    """What a round-up quotes of one passage, in text order: the sentences that hold the
+    most of the topic's words (all of them, if any do; up to `most`), the best-scored
+    first among equals — not simply the best-scored one, which may be a heading that
+    shares only the topic's common words."""
+    cover = hit.sentence_coverage
+    if not cover:
+        return [max(hit.matched_position, 0)]
+    best = max(cover)
+    scores = hit.sentence_scores or cover
+    tied = sorted((k for k, c in enumerate(cover) if c >= best - 1e-6),
+                  key=lambda k: -scores[k])
+    return sorted(tied[:most])
 
 
 def _roundup_answer(q: Query, hits: list[Hit], plan: Plan, traditional: bool,
@@ -472,10 +490,11 @@ def _roundup_answer(q: Query, hits: list[Hit], plan: Plan, traditional: bool,
     cites = []
     for i, h in enumerate(about, 1):
         p = h.passage
-        pos = max(h.matched_position, 0)
-        sentence = p.in_script(traditional)["sentences"][pos]
-        lines.append(f"{i}. " + _w(locate(p), traditional) + f"（{p.ref}）：“{sentence}”")
-        cites.append(make_citation(p, [pos], traditional, h.score))
+        positions = roundup_sentences(h)
+        shown = p.in_script(traditional)["sentences"]
+        quoted = "”“".join(shown[k] for k in positions)
+        lines.append(f"{i}. " + _w(locate(p), traditional) + f"（{p.ref}）：“{quoted}”")
+        cites.append(make_citation(p, positions, traditional, h.score))
     return Answer(text="\n".join(lines), found=True, citations=cites, traditional=traditional,
                   mode="roundup")
 

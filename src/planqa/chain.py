@@ -124,6 +124,10 @@ class PlanQA:
         if query.shape == ROUNDUP:
             # Every passage on the topic, scored for the topic words alone.
             topic = roundup_topic(query.simplified) or query.simplified
+            if not query.english:
+                # Scored for the plan's words in the topic: a passage holds "every word of
+                # the topic" only when no word the plan never uses counts against it.
+                topic = " ".join(self.searcher.plan_terms(topic)) or topic
             hits = self.searcher.search(topic, k=len(self.plan.passages))
             return {**state, "hits": hits}
         hits = None

@@ -41,11 +41,18 @@ ROUNDUP_WORDS = re.compile(
     r"分别(?:怎么|是怎么|如何)(?:说|讲|规定|要求)的?|所有(?:讲|提到|涉及|关于)?|"
     r"帮我|给我|方案(?:里|中|里面)?|(?:的)?(?:条款|地方|内容)|讲到|说到|谈到|讲|提到|涉及|"
     r"(?:有|作了|做了|提了|提出了?)?(?:哪些)?(?:要求|规定|部署|表述)|一条条|逐条|一一|"
+    r"汇总(?:一下)?|(?:全|都|全部)找出来|散落在?|分布在?|出现在?|各(?:自)?(?:说|讲)了?(?:些)?什么|"
+    r"这件事|这(?:方面|块|一块)|跟(?=[^，,。？?]{1,12}(?:有关|相关))|有关的?|相关的?|"
     r"\b(?:list )?(?:all|every) (?:the )?(?:clauses|places|parts|mentions)\b|"
     r"\bwhere (?:all|else)\b", re.I)
 _ROUNDUP = re.compile(r"哪几处|哪些地方|几处|列出来|列全|全部列|分别(?:怎么|是怎么|如何)|"
+                      r"汇总|(?:全|都|全部)找出来|散落|"
+                      # "哪几条都提到了": which clauses, not how many items one clause has
+                      r"哪(?:几|些)条(?:款)?都?(?:提到|讲到|说到|涉及|谈到|有(?:提|讲|说))|"
                       r"哪些条款|所有.{0,8}条款|\b(?:all|every) (?:the )?(?:clauses|places|"
-                      r"parts|mentions)\b|\bwhere (?:all|else)\b", re.I)
+                      r"parts|mentions)\b|\bwhere (?:all|else)\b|"
+                      r"\bwhich (?:clauses|parts|sections|places) (?:mention|talk about|cover|"
+                      r"deal with|say)", re.I)
 
 
 def roundup_topic(q: str) -> str:

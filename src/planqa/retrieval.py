@@ -73,6 +73,8 @@ class Hit:
     link: float = -1.0  # best cosine between the question and the passage's links
     #: how well each sentence of the passage answers the question (0..1), by position
     sentence_scores: tuple[float, ...] = ()
+    #: the share of the question's (IDF-weighted) terms each sentence holds, by position
+    sentence_coverage: tuple[float, ...] = ()
 
 
 # ---------------------------------------------------------------- the engine
@@ -188,6 +190,11 @@ class PlanSearcher:
     def lexical_coverage(self, terms: list[str], passage_id: str) -> float:
         """IDF-weighted share of `terms` that the passage contains."""
         return self._coverage(terms, self._passage_token_sets[self._pid_pos[passage_id]])
+
+    def plan_terms(self, text: str) -> list[str]:
+        """The jieba tokens of Simplified `text` that the plan's sentences use: a topic's
+        own words ("硬性", "汇总一下" are not the plan's and cannot pick its passages)."""
+        return [t for t in tokenize(text) if t in self._idf]
 
     def query_terms(self, question: str | Query) -> list[str]:
         """The lexical terms of a question: jieba tokens of its Simplified form; for
@@ -306,7 +313,7 @@ class PlanSearcher:
             for i, pid in enumerate(self.passage_ids):
                 if phrase in self.plan.get(pid).text_simplified:
                     fused[i] += QUOTE_BONUS
-        sentence_scores = self._sentence_scores(sent_dense, terms)
+        sentence_scores, sentence_coverage = self._sentence_scores(sent_dense, terms)
         lo, hi = float(fused.min()), float(fused.max())
         hits = []
         for p in np.argsort(-fused, kind="stable"):
@@ -323,19 +330,25 @@ class PlanSearcher:
                 lexical=float(coverage[p]),
                 link=float(channels["dense_link"][p]),
                 sentence_scores=per_sentence,
+                sentence_coverage=sentence_coverage.get(passage.id, ()),
             ))
         return hits
 
     def _sentence_scores(self, sent_dense: np.ndarray,
-                         terms: list[str]) -> dict[str, tuple[float, ...]]:
+                         terms: list[str]) -> tuple[dict[str, tuple[float, ...]],
+                                                    dict[str, tuple[float, ...]]]:
         """Per passage, each sentence's evidence: dense similarity (min-max over the
-        plan's sentences) blended with the IDF-weighted share of question terms it has."""
+        plan's sentences) blended with the IDF-weighted share of question terms it has;
+        and that share alone."""
         dense = _minmax(sent_dense)
         lexical = self._coverages(terms, [self._unit_token_sets[i] for i in self._sent_idx])
         out: dict[str, list[float]] = defaultdict(list)
+        cov: dict[str, list[float]] = defaultdict(list)
         for d, lex, i in zip(dense, lexical, self._sent_idx, strict=True):
             out[self.units[i].passage_id].append(0.5 * float(d) + 0.5 * float(lex))
-        return {pid: tuple(v) for pid, v in out.items()}
+            cov[self.units[i].passage_id].append(float(lex))
+        return ({pid: tuple(v) for pid, v in out.items()},
+                {pid: tuple(v) for pid, v in cov.items()})
 
     def _resolve(self, ref: Reference, q: Query, scored: list[Hit]) -> list[Hit]:
         """Passages a direct reference names, as exact hits (score 1.0)."""
