@@ -21,6 +21,8 @@ def test_cited_passages_are_read_back_from_the_source_line(plan):
     ("第二个原则是什么意思？", "explicit"),
     ("最晚什么时候完成？", "tentative"),
     ("明天会下雨吗？", ""),
+    ("选什么人？", "tentative"),  # a question word and no topic of its own
+    ("今天天气怎么样？", ""),
     ("学会秘书长能不能由学会自己聘任？", ""),
 ])
 def test_follow_up_kind(question, kind, plan):
@@ -34,6 +36,14 @@ def test_conversation_carries_the_topic(qa):
     a2 = qa.ask("那全委会委员呢？", [(q1, a1.text)])
     assert a2.citations[0].ref == "二、1"
     assert "70%" in a2.text
+
+
+def test_a_short_question_with_no_topic_stays_on_the_clause(qa):
+    q1 = "中国科协机关的局处级岗位要拿出多少给挂职的人？"
+    a1 = qa.ask(q1)
+    assert a1.citations[0].ref == "二、3"
+    a2 = qa.ask("选什么人？", [(q1, a1.text)])
+    assert a2.found and a2.citations[0].ref == "二、3" and "科研单位" in a2.text
 
 
 def test_ordinal_item_of_the_previous_list(qa):

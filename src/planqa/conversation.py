@@ -29,6 +29,7 @@ _ORDINAL_ANY = re.compile(r"第([一二三四五六七八九十\d]{1,2})(?:个|�
 _LISTED = re.compile(r"(?m)^(\d{1,2})\. (.+)$")
 _QUESTION_WORDS = re.compile(r"什么时候|什么|怎么样|怎么|怎样|如何|哪些|哪个|多少|几|吗|呢|吧|啊|"
                              r"是否|能否|有没有|是不是|请问|具体|一下|要|的|了|是")
+_ASKS = re.compile(r"什么时候|哪些|哪个|哪儿|哪里|多少|几|谁|何时|什么")
 #: Prior weights, in units of one channel's full range (see PlanSearcher.search).
 PRIOR_CLAUSE, PRIOR_TOPIC = 1.0, 0.3
 _CONTENT = re.compile(r"[^\W_]", re.UNICODE)
@@ -74,6 +75,9 @@ def follow_up_kind(question: str, plan: Plan) -> str:
     if q.startswith(_LEADS) and _content_len(core) <= 14:
         return "explicit"
     rest = _QUESTION_WORDS.sub("", core)
+    # "挑哪些人来？": a question word and two or three words of no topic of their own
+    if _content_len(rest) <= 3 and rest != core and _ASKS.search(core):
+        return "tentative"
     if _content_len(rest) <= 6:
         terms = tokenize(normalize_query(rest))
         vocab = _vocabulary(plan)
