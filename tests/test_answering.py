@@ -295,6 +295,16 @@ def test_a_roundup_topic_is_the_plans_words_in_it(qa):
     assert a.mode == "roundup" and [c.ref for c in a.citations] == holders
 
 
+def test_a_list_question_inside_one_item_answers_from_that_item(qa):
+    """"基本原则有哪些" lists the five —— items; a question that names one of them asks
+    what that item says, not for the list again."""
+    listed = qa.ask("基本原则有哪些？")
+    assert "坚持系统推进" in listed.text
+    a = qa.ask("坚持系统推进这条原则里提了哪些要求？")
+    assert a.found and a.citations[0].ref == "一、2"
+    assert "强化顶层设计" in a.text and "密切联系群众" not in a.text
+
+
 def test_a_roundup_quotes_the_sentence_that_holds_the_topic():
     """Of a clause's sentences, the one with the topic's words, not a heading that
     scores well on the common ones; at most two, in text order."""

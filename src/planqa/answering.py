@@ -466,6 +466,15 @@ def roundup_sentences(hit: Hit, most: int = MAX_ROUNDUP_SENTENCES) -> list[int]:
     return sorted(tied[:most])
 
 
+def names_item(asked: str, p: Passage) -> bool:
+    """Does the question name one of the passage's —— items ("问题导向那条…" names
+    突出问题导向)? Then it asks inside that item, not for the list of them. An item's
+    heading is a verb and its object; the object (four characters or more) is enough."""
+    return any(it.heading_simplified in asked or (
+        len(it.heading_simplified) >= 6 and it.heading_simplified[2:] in asked)
+        for it in p.items)
+
+
 def _roundup_answer(q: Query, hits: list[Hit], plan: Plan, traditional: bool,
                     cal: Calibration) -> Answer | None:
     """"在哪几处 / 都列出来 / 分别怎么说": every passage that speaks of the topic, in plan
@@ -545,7 +554,7 @@ def compose(question: str | Query, hits: list[Hit], plan: Plan, *, traditional: 
         positions = list(range(len(sentences)))
         head = _w(where, traditional) + f"“{shown['heading']}”" + _w("全文如下：", traditional)
         body = _quote_block(sentences)
-    elif kind == LIST and p.items:
+    elif kind == LIST and p.items and not names_item(asked_n, p):
         positions = []
         quotes = tuple(it.heading if traditional else it.heading_simplified for it in p.items)
         head = _w(f"方案{where}列出了{len(p.items)}项：", traditional)
