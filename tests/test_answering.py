@@ -366,3 +366,22 @@ def test_a_near_miss_names_whom_the_figure_is_for(qa):
     assert not a.found and a.citations == []
     assert "女性" in a.text and a.related and a.related[0].ref == "二、1"
     assert "75%" in a.text
+
+
+def test_a_count_answered_by_a_figure_quotes_the_figure(qa):
+    # "保留几个" asks for the plan's figure (压缩至13个), not for how many centres it lists
+    a = qa.ask("直属事业单位最后保留几个？")
+    assert a.citations[0].ref == "二、2"
+    assert "13个" in a.text and "共六" not in a.text
+
+
+def test_what_is_it_for_quotes_what_the_clause_says_it_does(qa):
+    a = qa.ask("学会联合体有什么用？")
+    assert a.citations[0].ref == "三、4"
+    assert "集群发展" in a.text
+
+
+def test_where_to_is_not_a_round_up():
+    # "向哪些地方延伸" asks where the organisations go, not where the plan speaks of it
+    assert classify("基层组织应当向哪些地方延伸覆盖？") != ROUNDUP
+    assert classify("方案在哪些地方讲到延伸？") == ROUNDUP

@@ -74,3 +74,38 @@ def test_a_new_question_is_not_dragged_back(qa):
 def test_resolve_without_history_is_identity(plan):
     r = resolve("编制呢？", [], plan)
     assert r.question == "编制呢？" and not r.follow_up
+
+
+def test_the_follow_ups_own_words_choose_the_sentence(qa):
+    # the earlier answer quoted 四、3's PPP sentence; "那地方科协呢" asks for the one
+    # about what 地方科协 do, not for the same sentence again
+    q1 = "科普信息化怎么搞？"
+    a1 = qa.ask(q1)
+    assert a1.citations[0].ref == "四、3"
+    a2 = qa.ask("那地方科协呢？", [(q1, a1.text)])
+    assert a2.citations[0].ref == "四、3"
+    assert any(s.startswith("支持地方科协搭建精准推送科普服务平台")
+               for s in a2.citations[0].highlights)
+
+
+@pytest.mark.parametrize("more", ["除此之外还有什么办法？", "还有别的吗？", "What else?"])
+def test_asking_for_more_quotes_what_was_not_quoted(qa, more):
+    q1 = "怎么加强县级科协工作？"
+    a1 = qa.ask(q1)
+    assert a1.citations[0].ref == "二、4"
+    a2 = qa.ask(more, [(q1, a1.text)])
+    assert a2.found and a2.citations[0].ref == "二、4"
+    assert a2.citations[0].highlights
+    assert not set(a2.citations[0].highlights) & set(a1.citations[0].highlights)
+    # and once more: neither earlier answer again
+    a3 = qa.ask("还有吗？", [(q1, a1.text), (more, a2.text)])
+    earlier = set(a1.citations[0].highlights) | set(a2.citations[0].highlights)
+    assert a3.found and not set(a3.citations[0].highlights) & earlier
+
+
+def test_more_is_a_follow_up_only_after_an_answer(plan):
+    assert follow_up_kind("除此之外还有什么办法？", plan) == "explicit"
+    history = [("县级科协怎么办？", "据方案：\n“抓紧出台加强县级科协工作的意见。”")]
+    r = resolve("还有别的吗？", history, plan)
+    assert r.seen == ("抓紧出台加强县级科协工作的意见。",)
+    assert resolve("那编制呢？", [("县级科协怎么办？", "“抓紧出台。”")], plan).seen == ()

@@ -141,7 +141,8 @@ def answerable(hit: Hit, cal: Calibration = DEFAULT_CALIBRATION, *,
 # ---------------------------------------------------------------- sentence choice
 
 
-_OVERVIEW = re.compile(r"是什么|是做什么|是干什么|干什么的|指什么|什么意思|讲了?什么|说了?什么|"
+_OVERVIEW = re.compile(r"是什么|是做什么|是干什么|干什么的|干(?:嘛|啥)|有(?:什么|啥)用|"
+                       r"起(?:什么|啥)作用|指什么|什么意思|讲了?什么|说了?什么|"
                        r"主要内容|怎么(?:改|做|办|搞)|\bwhat (?:is|does|are)\b", re.I)
 
 
@@ -189,7 +190,7 @@ def pick_sentences(hit: Hit, asked: str, max_sentences: int = 3) -> list[int]:
     # not the heading and one of them (eval fact recall: 0.895 → 0.908, held-out
     # 0.846 → 0.860).
     if clause and best == 0 and expected_type(asked) is None:
-        return list(range(len(sentences)))
+        return [i for i in range(len(sentences)) if scores[i] >= 0]
     chosen = [best]
     # A clause's first sentence is only its heading, and for "what is X" questions its
     # first body sentence says what the clause is about.
@@ -205,7 +206,7 @@ def pick_sentences(hit: Hit, asked: str, max_sentences: int = 3) -> list[int]:
             break
         if i not in chosen and scores[i] >= max(0.85 * scores[best], 0.45):
             chosen.append(i)
-    return sorted(set(chosen))
+    return sorted({i for i in chosen if scores[i] >= 0})  # a negative score is ruled out
 
 
 _ENUM_SPLIT = re.compile(r"[,;:：，；。]")
@@ -417,6 +418,11 @@ def _count_answer(q: Query, top: Hit, traditional: bool, cal: Calibration) -> An
         return None  # "哪几个城市" asks for places, not for how many
     if not _COUNT.search(q.simplified) or not answerable(top, cal, factoid=True):
         return None
+    unit = _count_unit(q)
+    scores = top.sentence_scores
+    best = sorted(range(len(scores)), key=lambda i: -scores[i])[:2]
+    if any(re.search(rf"\d\s*{unit}", top.passage.sentences_simplified[i]) for i in best):
+        return None  # "压到几个" is answered by the plan's figure ("压缩至13个"), not a list
     positions, items, item_quotes = _enumeration(q, top)
     if len(items) < 2:
         return None
@@ -426,7 +432,6 @@ def _count_answer(q: Query, top: Hit, traditional: bool, cal: Calibration) -> An
         items = list(item_quotes)
     elif traditional:
         return None  # 、-items are cut from Simplified text; quote them only there
-    unit = _count_unit(q)
     n_cn = _count_words(len(items))
     head = _w(f"方案{locate(p)}共{n_cn}{unit}：", traditional) + "、".join(items) + "。"
     if item_quotes is not None:

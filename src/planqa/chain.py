@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
@@ -22,7 +23,7 @@ from planqa.conversation import Resolved, resolve
 from planqa.corpus import Plan
 from planqa.errors import InvalidQuestion
 from planqa.query import ROUNDUP, roundup_topic
-from planqa.retrieval import PlanSearcher, hit_to_document, load_searcher
+from planqa.retrieval import Hit, PlanSearcher, hit_to_document, load_searcher
 from planqa.text import clean_input, has_cjk, is_traditional
 
 log = logging.getLogger("planqa")
@@ -150,7 +151,30 @@ class PlanQA:
             hits = self.searcher.search(query, k=TOP_K, prior=resolved.prior)
         if resolved.focus and hits:
             hits = self._about_focus(hits, resolved.focus)
+        if hits and (resolved.focus or resolved.seen):
+            hits = [self._refocus(hits[0], resolved), *hits[1:]]
         return {**state, "hits": hits}
+
+    def _refocus(self, hit: Hit, resolved: Resolved) -> Hit:
+        """The follow-up's own words choose the sentences ("那评估工作呢" quotes the one
+        on 评估, not the earlier topic's best); what the previous answer already quoted
+        is left out when more is asked for ("除了这个，还有啥？")."""
+        scores = list(hit.sentence_scores)
+        if not scores:
+            return hit
+        terms = self.searcher.query_terms(resolved.focus) if resolved.focus else []
+        cover = self.searcher.sentence_coverage(terms, hit.passage.id) if terms else ()
+        if cover and max(cover) > 0:
+            scores = [0.5 * s + c for s, c in zip(scores, cover, strict=True)]
+        if resolved.seen:
+            sentences = hit.passage.sentences_simplified
+            # quotes are matched by their pieces: a quote may hold quotes of its own
+            fresh = [i for i, s in enumerate(sentences)
+                     if not any(len(q) >= 6 and q in s for q in resolved.seen)
+                     and not (i == 0 and hit.passage.kind == "clause")]
+            if fresh:  # (a clause with nothing new is answered as asked)
+                scores = [s if i in fresh else -1.0 for i, s in enumerate(scores)]
+        return replace(hit, sentence_scores=tuple(scores))
 
     def _focus_answers(self, resolved: Resolved) -> bool:
         """Does the clause in focus hold the kind of fact the follow-up asks for?"""
@@ -221,8 +245,6 @@ class PlanQA:
 
 
 def _with_question(answer: Answer, question: str) -> Answer:
-    from dataclasses import replace
-
     return replace(answer, question=question)
 
 

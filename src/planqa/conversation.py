@@ -30,6 +30,11 @@ _LISTED = re.compile(r"(?m)^(\d{1,2})\. (.+)$")
 _QUESTION_WORDS = re.compile(r"什么时候|什么|怎么样|怎么|怎样|如何|哪些|哪个|多少|几|吗|呢|吧|啊|"
                              r"是否|能否|有没有|是不是|请问|具体|一下|要|的|了|是")
 _ASKS = re.compile(r"什么时候|哪些|哪个|哪儿|哪里|多少|几|谁|何时|什么")
+# "除了这个，还有啥措施" / "还有别的吗": the rest of the clause, not what was just quoted.
+_MORE = re.compile(r"除了?(?:这|那|上面|前面|刚才)|除此之外|此外还|"
+                   r"还有(?:别的|其他|其它|啥|什么|哪些)|还有吗|还有呢|"
+                   r"\b(?:what|anything) else\b|\bbesides (?:this|that)\b", re.I)
+_QUOTED = re.compile(r"“([^”]+)”")
 #: Prior weights, in units of one channel's full range (see PlanSearcher.search).
 PRIOR_CLAUSE, PRIOR_TOPIC = 1.0, 0.3
 _CONTENT = re.compile(r"[^\W_]", re.UNICODE)
@@ -49,6 +54,9 @@ class Resolved:
     #: the new words of a follow-up ("全委会委员" in "那全委会委员呢？"): the answer must
     #: speak of them, not only of the earlier topic.
     focus: str = ""
+    #: sentences the previous answer quoted, when the follow-up asks for something else
+    #: ("除了这个，还有啥措施？"); Simplified
+    seen: tuple[str, ...] = ()
 
 
 def _content_len(text: str) -> int:
@@ -70,7 +78,7 @@ def follow_up_kind(question: str, plan: Plan) -> str:
         return "explicit"
     if _ORDINAL_ANY.search(q) and _content_len(core) <= 12:
         return "explicit"
-    if core.endswith("呢") and _content_len(core) <= 16:
+    if (core.endswith("呢") or _MORE.search(q)) and _content_len(core) <= 16:
         return "explicit"
     if q.startswith(_LEADS) and _content_len(core) <= 14:
         return "explicit"
@@ -136,5 +144,8 @@ def _resolve_one(question: str, previous: Resolved, previous_answer: str,
     prior = {cited[0]: weight} if cited else {}
     explicit_focus = "" if _ENTITY_ANAPHORA.search(focus) or _CLAUSE_ANAPHORA.search(focus) \
         else _QUESTION_WORDS.sub("", focus)
+    # "还有别的吗" twice running: neither earlier answer's sentences again
+    seen = (previous.seen + tuple(_QUOTED.findall(to_simplified(previous_answer)))
+            if _MORE.search(q) else ())
     return Resolved(f"{focus} {previous.question}".strip(), question, True, prior,
-                    tentative=kind == "tentative", focus=explicit_focus)
+                    tentative=kind == "tentative", focus=explicit_focus, seen=seen)

@@ -71,7 +71,8 @@ class Hit:
     lexical: float  # share of the question's (IDF-weighted) terms found in the passage
     exact_ref: bool = False
     link: float = -1.0  # best cosine between the question and the passage's links
-    #: how well each sentence of the passage answers the question (0..1), by position
+    #: how well each sentence of the passage answers the question (0..1), by position;
+    #: negative for a sentence ruled out (a follow-up asking for more than was quoted)
     sentence_scores: tuple[float, ...] = ()
     #: the share of the question's (IDF-weighted) terms each sentence holds, by position
     sentence_coverage: tuple[float, ...] = ()
@@ -131,6 +132,9 @@ class PlanSearcher:
             dtype=np.int64)
         tokens = [tokenize(u.text) for u in self.units]
         self._unit_token_sets = [set(t) for t in tokens]
+        self._sentence_token_sets: dict[str, list[set[str]]] = defaultdict(list)
+        for i in self._sent_idx:
+            self._sentence_token_sets[self.units[i].passage_id].append(self._unit_token_sets[i])
         self._bm25_sent = BM25Okapi([tokens[i] for i in self._sent_idx])
         self._bm25_link = (BM25Okapi([tokens[i] or ["∅"] for i in self._link_idx])
                            if len(self._link_idx) else None)
@@ -190,6 +194,12 @@ class PlanSearcher:
     def lexical_coverage(self, terms: list[str], passage_id: str) -> float:
         """IDF-weighted share of `terms` that the passage contains."""
         return self._coverage(terms, self._passage_token_sets[self._pid_pos[passage_id]])
+
+    def sentence_coverage(self, terms: list[str], passage_id: str) -> tuple[float, ...]:
+        """IDF-weighted share of `terms` that each sentence of the passage holds, by
+        position (empty for a passage without sentences)."""
+        vocabs = self._sentence_token_sets.get(passage_id, [])
+        return tuple(float(c) for c in self._coverages(terms, vocabs)) if vocabs else ()
 
     def plan_terms(self, text: str) -> list[str]:
         """The jieba tokens of Simplified `text` that the plan's sentences use: a topic's
