@@ -129,6 +129,9 @@ def test_malformed_history_is_a_clear_error(qa, history):
     ("讲院士的条款全找出来", ROUNDUP),
     ("Which clauses mention science popularization?", ROUNDUP),
     ("基本原则有哪几条？", LIST),
+    ("What is the structure of the plan?", STRUCTURE),
+    ("How is the document structured?", STRUCTURE),
+    ("What sort of academic exchange structure should associations set up?", PLAIN),
 ])
 def test_classify(question, kind):
     assert classify(question) == kind
@@ -385,3 +388,11 @@ def test_where_to_is_not_a_round_up():
     # "向哪些地方延伸" asks where the organisations go, not where the plan speaks of it
     assert classify("基层组织应当向哪些地方延伸覆盖？") != ROUNDUP
     assert classify("方案在哪些地方讲到延伸？") == ROUNDUP
+
+
+def test_a_question_in_the_headings_words_gets_the_whole_clause(qa):
+    # no sentence of 三、4 holds more of the question's words than its heading, so the
+    # question is about the clause as a whole, and the 集群发展 sentence belongs to it
+    a = qa.ask("建立学会联合体这件事方案怎么要求的？")
+    assert a.citations[0].ref == "三、4"
+    assert len(a.citations[0].highlights) == 4 and "集群发展" in a.text

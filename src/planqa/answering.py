@@ -189,7 +189,11 @@ def pick_sentences(hit: Hit, asked: str, max_sentences: int = 3) -> list[int]:
     # ("怎样扩大学会党组织的覆盖面？"), and its answer is every measure the clause lists,
     # not the heading and one of them (eval fact recall: 0.895 → 0.908, held-out
     # 0.846 → 0.860).
-    if clause and best == 0 and expected_type(asked) is None:
+    cover = hit.sentence_coverage
+    # ... also when no sentence holds more of its words than the heading ("对建立学会联合体
+    # 有什么要求" is in the heading's words; the body's best only scored higher by tone)
+    heads = best == 0 or (bool(cover) and cover[0] > 0 and cover[0] >= max(cover) - 1e-6)
+    if clause and heads and expected_type(asked) is None:
         return [i for i in range(len(sentences)) if scores[i] >= 0]
     chosen = [best]
     # A clause's first sentence is only its heading, and for "what is X" questions its

@@ -28,7 +28,10 @@ _DOC_STRUCTURE = re.compile(
     r"^(?:这个|整个)?(?:方案|文件|实施方案)(?:的?内容)?(?:分为|分成|包括|包含|有)(?:哪|几)(?:几|个|些)?"
     r"(?:个)?方面|"
     r"(整体|总体|文件|方案的?|大)(结构|框架|目录|提纲)|每(个)?部分|各(个)?部分|"
-    r"\b(structure|outline|sections? (?:does|are))\b|how many (?:parts|sections)", re.I)
+    # "the plan's structure", not "a think-tank structure"
+    r"\b(?:plan|document|its)(?:'s)? (?:structure|outline)\b|\b(?:structure|outline) of "
+    r"(?:the|this) (?:plan|document)\b|\b(?:structured|outline|sections? (?:does|are))\b|"
+    r"how many (?:parts|sections)", re.I)
 _LIST = re.compile(r"哪些|哪几|哪[两三四五六七八九十\d]+(个|项|条|种|方面)|有几(个|项|条|种|方面)|"
                    r"包括什么|包含什么|分别是|列举|几个方面|"
                    r"\b(what are|which|list)\b", re.I)
