@@ -124,3 +124,18 @@ def test_a_link_scores_for_every_paragraph_of_its_ref(searcher):
     assert floors["dense_link"] < min(link.values())
     hits = searcher.search("新华社的电讯说这个方案是谁印发的", k=1)
     assert hits[0].passage.id == "前言.1"
+
+
+def test_glossary_matches_ies_plurals():
+    from planqa.text import english_terms
+
+    assert english_terms("universities") == english_terms("university") != []
+    assert english_terms("the keys") == []  # a vowel before the y: no "kie"
+
+
+def test_a_line_that_only_announces_the_text_is_never_a_hit(searcher, plan):
+    announcing = [p for p in plan.passages if p.announces]
+    assert [p.text_simplified for p in announcing] == ["《科协系统深化改革实施方案》全文如下。"]
+    hits = searcher.search("方案全文如下", k=len(plan.passages))
+    assert hits and all(not h.passage.announces for h in hits)
+    assert not any(p.announces for p in plan.passages if p.kind != "preamble")

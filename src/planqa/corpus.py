@@ -81,6 +81,13 @@ class Passage:
     text_simplified: str = ""
     sentences_simplified: tuple[str, ...] = ()
 
+    @property
+    def announces(self) -> bool:
+        """A preamble line that only announces the text ("《…》全文如下。"): it says
+        nothing, so it answers no question."""
+        return (self.kind == "preamble" and len(self.sentences_simplified) == 1
+                and self.text_simplified.rstrip("。:： ").endswith("如下"))
+
     def in_script(self, traditional: bool) -> dict[str, object]:
         """The passage's display fields in one script."""
         if traditional:

@@ -328,6 +328,8 @@ class PlanSearcher:
         hits = []
         for p in np.argsort(-fused, kind="stable"):
             passage = self.plan.get(self.passage_ids[p])
+            if passage.announces:
+                continue
             per_sentence = sentence_scores.get(passage.id, ())
             best = int(np.argmax(per_sentence)) if per_sentence else -1
             hits.append(Hit(

@@ -133,6 +133,9 @@ def _glossary() -> tuple[tuple[re.Pattern[str], str], ...]:
             continue
         english, chinese = line.split("\t", 1)
         words = [re.escape(w) for w in english.lower().split()]
+        # "university" is also "universities"
+        if re.search(r"[^aeiou]y$", words[-1]):
+            words[-1] = words[-1][:-1] + "(?:y|ie)"
         # Whole words, any run of spaces/hyphens between them, optional plural -s.
         rx = re.compile(r"\b" + r"[\s-]+".join(words) + r"(?:s|es)?\b")
         entries.append((len(english), rx, chinese.strip()))
