@@ -109,3 +109,12 @@ def test_more_is_a_follow_up_only_after_an_answer(plan):
     r = resolve("还有别的吗？", history, plan)
     assert r.seen == ("抓紧出台加强县级科协工作的意见。",)
     assert resolve("那编制呢？", [("县级科协怎么办？", "“抓紧出台。”")], plan).seen == ()
+
+
+def test_the_follow_ups_words_count_even_where_the_plans_tokens_split_them(qa):
+    # "依托互联网的线上交流" is tokenized 线|上交…: 线上 is found as written
+    q1 = "学术会议结构怎么优化？"
+    a1 = qa.ask(q1)
+    assert a1.citations[0].ref == "四、1"
+    a2 = qa.ask("那线上呢？", [(q1, a1.text)])
+    assert a2.citations[0].ref == "四、1" and "线上交流" in a2.text

@@ -164,6 +164,11 @@ class PlanQA:
             return hit
         terms = self.searcher.query_terms(resolved.focus) if resolved.focus else []
         cover = self.searcher.sentence_coverage(terms, hit.passage.id) if terms else ()
+        literal = self.searcher.parse(resolved.focus).simplified if resolved.focus else ""
+        if cover and len(literal) >= 2:
+            # the words as typed, where the plan's tokens split them ("的线上交流": 线|上交)
+            cover = tuple(1.0 if literal in sentence else c for c, sentence in
+                          zip(cover, hit.passage.sentences_simplified, strict=True))
         if cover and max(cover) > 0:
             scores = [0.5 * s + c for s, c in zip(scores, cover, strict=True)]
         if resolved.seen:
