@@ -396,3 +396,12 @@ def test_a_question_in_the_headings_words_gets_the_whole_clause(qa):
     a = qa.ask("建立学会联合体这件事方案怎么要求的？")
     assert a.citations[0].ref == "三、4"
     assert len(a.citations[0].highlights) == 4 and "集群发展" in a.text
+
+
+def test_an_english_count_is_answered_with_the_count(qa):
+    a = qa.ask("How many basic principles does the reform follow?")
+    assert a.found and a.citations[0].ref == "一、2"
+    assert "共五项" in a.text and "坚持系统推进" in a.text
+    # a figure in the best sentence is the answer, not a count of a list
+    b = qa.ask("How many staff posts will CAST have after the cuts?")
+    assert b.found and b.citations[0].ref == "二、2" and "1120" in b.text

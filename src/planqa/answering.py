@@ -375,7 +375,8 @@ def _which_section_answer(plan: Plan, top: Hit, traditional: bool) -> Answer:
 
 
 # "几条/几个/哪几项": how many items; "多少个学会" asks for a figure the plan may not give.
-_COUNT = re.compile(r"几\s*(条|个|项|种|方面|类|点|大|句|处)|多少\s*(条|项|种|方面|类)", re.I)
+_COUNT = re.compile(r"几\s*(条|个|项|种|方面|类|点|大|句|处)|多少\s*(条|项|种|方面|类)|"
+                    r"\bhow many\b", re.I)
 _COUNT_UNIT = re.compile(r"几\s*(条|个|项|种|方面|类|点|处)|多少\s*(条|项|种|方面|类)")
 
 
@@ -424,9 +425,12 @@ def _count_answer(q: Query, top: Hit, traditional: bool, cal: Calibration) -> An
         return None
     unit = _count_unit(q)
     scores = top.sentence_scores
-    best = sorted(range(len(scores)), key=lambda i: -scores[i])[:2]
-    if any(re.search(rf"\d\s*{unit}", top.passage.sentences_simplified[i]) for i in best):
-        return None  # "压到几个" is answered by the plan's figure ("压缩至13个"), not a list
+    # "压到几个" is answered by the plan's figure ("压缩至13个"), not by counting a list;
+    # English names no unit, so any figure in the best sentence is the answer
+    best = sorted(range(len(scores)), key=lambda i: -scores[i])[:1 if q.english else 2]
+    figure = r"\d" if q.english else rf"\d\s*{unit}"
+    if any(re.search(figure, top.passage.sentences_simplified[i]) for i in best):
+        return None
     positions, items, item_quotes = _enumeration(q, top)
     if len(items) < 2:
         return None

@@ -212,9 +212,10 @@ class PlanSearcher:
         q = self.parse(question)
         if not q.english_terms:
             return tokenize(q.simplified)
-        # English words never occur in the plan; keep only tokens it has (e.g. "PPP").
-        return tokenize(" ".join(q.english_terms)) + [t for t in tokenize(q.simplified)
-                                                      if t in self._idf]
+        # English words never occur in the plan; keep only tokens it has (e.g. "PPP"). A
+        # glossary term the plan never uses would only count against every passage.
+        return [t for t in tokenize(" ".join(q.english_terms)) + tokenize(q.simplified)
+                if t in self._idf]
 
     def dense_text(self, question: str | Query) -> str:
         """What the embedding model sees: the Simplified question, plus the plan's
