@@ -501,7 +501,7 @@ def test_the_service_asks_retrieval_for_batched_queries(shared_qa, monkeypatch,
         return shared_qa.searcher
 
     monkeypatch.setattr(service_module, "load_searcher", load_searcher)
-    settings = shared_qa.settings.replace(prefault_model=False)
+    settings = shared_qa.settings.replace(prefault_model=False, workers=1)  # in-process
     service = service_module.ChatService(qa=None, settings=settings,
                                          feedback=FeedbackLog(tmp_path / "log.jsonl"))
     service.warm_up()

@@ -62,28 +62,48 @@ def conversations(path: Path = DEFAULT_EVAL_SET) -> list[list[str]]:
 # ---------------------------------------------------------------- the server
 
 
+def _family(pid: int) -> list[int]:
+    """The process and its descendants (the answer workers with PLANQA_WORKERS > 1)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        with contextlib.suppress(OSError, ValueError):
+            todo += [int(c) for c in
+                     Path(f"/proc/{p}/task/{p}/children").read_text().split()]
+    return out
+
+
 def _rss_kb(pid: int) -> dict[str, int]:
-    """VmRSS, VmHWM (peak RSS) and RssAnon of a process in kB, from /proc; {} if
-    unreadable. RssAnon is the heap: the part of RSS that a leak would grow."""
+    """VmRSS, VmHWM (peak RSS) and RssAnon in kB, from /proc, summed over the process and
+    its workers (the peaks' sum bounds the peak); {} if unreadable. RssAnon is the heap:
+    the part of RSS that a leak would grow."""
     out: dict[str, int] = {}
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM", "RssAnon"):
-                out[key] = int(value.split()[0])
-    except (OSError, ValueError, IndexError):
-        pass
+    for p in _family(pid):
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                key, _, value = line.partition(":")
+                if key in ("VmRSS", "VmHWM", "RssAnon"):
+                    out[key] = out.get(key, 0) + int(value.split()[0])
+        except (OSError, ValueError, IndexError):
+            if p == pid:
+                return {}
     return out
 
 
 def _cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time a process has used so far, from /proc/<pid>/stat."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        fields = stat.rsplit(")", 1)[1].split()  # the name in (…) may hold spaces
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return None
+    """User + system CPU time the process and its workers have used so far, from
+    /proc/<pid>/stat."""
+    total = 0.0
+    for p in _family(pid):
+        try:
+            stat = Path(f"/proc/{p}/stat").read_text()
+            fields = stat.rsplit(")", 1)[1].split()  # the name in (…) may hold spaces
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            if p == pid:
+                return None
+    return total
 
 
 # ---------------------------------------------------------------- the users
@@ -178,6 +198,7 @@ class Report:
     #: 1-minute load average of the machine at the end (the load generator included)
     load_average: float
     threads: str
+    workers: int = 1
     error_samples: list[str] = field(default_factory=list)
     eval_set: str = str(DEFAULT_EVAL_SET)
 
@@ -236,10 +257,12 @@ class Report:
             "",
             f"{self.users} concurrent users for {self.seconds:g} s against POST /api/ask "
             f"(conversations from {self.eval_set}, follow-ups with history); "
-            f"{os.cpu_count()} CPU cores; PLANQA_THREADS={self.threads}. Latency percentiles "
+            f"{os.cpu_count()} CPU cores; PLANQA_THREADS={self.threads}, "
+            f"PLANQA_WORKERS={self.workers} (server RSS and CPU are summed over its worker "
+            "processes). Latency percentiles "
             "by nearest rank (tools.stats.percentile). "
             f"Produced by `python -m tools.load --users {self.users} "
-            f"--seconds {self.seconds:g}`.",
+            f"--seconds {self.seconds:g} --workers {self.workers}`.",
             "",
             "| metric | value | target (2 cores) |",
             "|---|---|---|",
@@ -259,7 +282,7 @@ class Report:
 
 def _report(tally: Tally, users: int, seconds: float, before: dict[str, int],
             after: dict[str, int], cpu_s: float | None = None,
-            eval_set: Path = DEFAULT_EVAL_SET) -> Report:
+            eval_set: Path = DEFAULT_EVAL_SET, workers: int = 1) -> Report:
     lat = [x * 1000 for x in tally.latencies]  # none answered: NaN, shown as n/a
     wall = max(tally.finished - tally.started, 1e-9)
 
@@ -277,7 +300,7 @@ def _report(tally: Tally, users: int, seconds: float, before: dict[str, int],
                            if cpu_s is not None and tally.latencies else None),
         load_average=os.getloadavg()[0],
         threads=str(Settings.from_env().threads),  # what the server (same env) uses
-        error_samples=tally.error_samples, eval_set=str(eval_set),
+        error_samples=tally.error_samples, eval_set=str(eval_set), workers=workers,
     )
 
 
@@ -292,9 +315,10 @@ def _check_loopback(url: str) -> None:
 
 def run(users: int = 20, seconds: float = 60.0, port: int = 0, url: str = "",
         out: Path | None = DEFAULT_OUT, token: str = "", eval_set: Path = DEFAULT_EVAL_SET,
-        app: Path = APP_PY) -> Report:
+        app: Path = APP_PY, workers: int = 1) -> Report:
     """Start the server (`app`, unless `url` is given), load it with the conversations of
-    `eval_set`, stop it; write the report as load.md into the folder `out` (None: don't)."""
+    `eval_set`, stop it; write the report as load.md into the folder `out` (None: don't).
+    `workers` is the server's PLANQA_WORKERS (answer processes)."""
     if users < 1 or seconds <= 0:
         raise ValueError("--users must be at least 1 and --seconds positive")
     if url:
@@ -305,18 +329,32 @@ def run(users: int = 20, seconds: float = 60.0, port: int = 0, url: str = "",
         if url:
             server = Server(url=url.rstrip("/"), pid=None)
         else:
-            server = stack.enter_context(start_server(port, app=app))
+            server = stack.enter_context(start_server(
+                port, app=app, env={"PLANQA_WORKERS": str(workers)}))
         before = _rss_kb(server.pid) if server.pid else {}
         cpu0 = _cpu_seconds(server.pid) if server.pid else None
         tally = asyncio.run(drive(server.url, users, seconds, convs, token))
         after = _rss_kb(server.pid) if server.pid else {}
         cpu1 = _cpu_seconds(server.pid) if server.pid else None
     cpu_s = cpu1 - cpu0 if cpu0 is not None and cpu1 is not None else None
-    report = _report(tally, users, seconds, before, after, cpu_s, eval_set)
+    report = _report(tally, users, seconds, before, after, cpu_s, eval_set, workers)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "load.md").write_text(report.markdown(), encoding="utf-8")
     return report
+
+
+def _worker_counts(text: str) -> list[int]:
+    """"1,2" → [1, 2]; "" → 1 and the server's default (one per core), once each."""
+    from planqa.config import default_workers
+
+    try:
+        counts = [int(x) for x in text.split(",") if x.strip()] or [1, default_workers()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of worker counts: {text!r}") from None
+    if any(n < 1 for n in counts):
+        raise argparse.ArgumentTypeError("worker counts must be at least 1")
+    return list(dict.fromkeys(counts))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -332,6 +370,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "the committed copy)")
     parser.add_argument("--eval-set", type=Path, default=DEFAULT_EVAL_SET,
                         help=f"JSONL set the conversations come from (default {DEFAULT_EVAL_SET})")
+    parser.add_argument("--workers", type=_worker_counts, default=_worker_counts(""),
+                        help="the server's answer worker processes (PLANQA_WORKERS), one run "
+                        "per count, comma-separated (default: 1 and the server's default, "
+                        "one per core)")
     parser.add_argument("--app", type=Path, default=APP_PY,
                         help=f"the server script to start (default {APP_PY})")
     return parser
@@ -341,15 +383,28 @@ def main(argv: list[str] | None = None) -> int:
     """`python -m tools.load`: run, print the report; 1 when any request failed, 2 when
     the server did not start or an argument is wrong."""
     args = build_parser().parse_args(argv)
+    counts = [1] if args.url else args.workers  # a running server has its own
+    reports = []
     try:
-        report = run(users=args.users, seconds=args.seconds, port=args.port, url=args.url,
-                     out=args.out, eval_set=args.eval_set, app=args.app)
+        for workers in counts:
+            reports.append(run(users=args.users, seconds=args.seconds, port=args.port,
+                               url=args.url, out=None, eval_set=args.eval_set, app=args.app,
+                               workers=workers))
     except (RuntimeError, ValueError, OSError) as exc:  # the server's last lines say why
         print(f"tools.load: {exc}", file=sys.stderr)
         return 2
-    print(report.markdown(), end="")
+    text = "\n".join(r.markdown() for r in reports)
+    if len(reports) > 1:
+        text += "\n## Worker processes side by side\n\n| PLANQA_WORKERS | answers/s | p95 | " \
+                "server RSS peak |\n|---|---|---|---|\n" + "".join(
+                    f"| {r.workers} | {r.answers_per_s:.1f} | {r.p95_ms:.0f} ms | "
+                    f"{'n/a' if r.rss_peak_mb is None else f'{r.rss_peak_mb:.0f} MB'} |\n"
+                    for r in reports)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "load.md").write_text(text, encoding="utf-8")
+    print(text, end="")
     print(f"\n(written to {args.out / 'load.md'})")
-    return 1 if report.errors else 0
+    return 1 if any(r.errors for r in reports) else 0
 
 
 if __name__ == "__main__":

@@ -45,6 +45,15 @@ PLAN_TEXT_PATH = _PACKAGE_DIR / "data" / "kexie-reform-plan.txt"
 LINKS_PATH = _PACKAGE_DIR / "data" / "links.tsv"
 
 
+def default_workers() -> int:
+    """One answer worker per usable core, at most 8 (each holds a model)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, 8))
+
+
 def _default_cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "planqa"
@@ -146,6 +155,13 @@ class Settings(BaseSettings):
         1, ge=1, le=64,
         description="torch and faiss threads per request (concurrent requests use the other "
                     "cores)")
+    # One per core (at most 8): on 2 cores two workers answered 72 against 60 answers/s
+    # (docs/scaling.md); each holds its own model, about 600 MB with onnx-int8.
+    workers: int = Field(
+        default_factory=default_workers, ge=1, le=64,
+        json_schema_extra={"shown_default": "the number of cores, at most 8"},
+        description="answer worker processes of the web server, each with its own model and "
+                    "index, behind the one port; 1 answers in the server process itself")
     max_question_chars: int = Field(
         2000, ge=1, description="longer questions are truncated, not refused")
     llm_base_url: HttpUrl = Field(

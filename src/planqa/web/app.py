@@ -127,6 +127,7 @@ def serve(settings: Settings | None = None) -> None:
         async def shutdown(self, sockets: Any = None) -> None:
             stop_streams(app)
             await super().shutdown(sockets)
+            service.close()
 
     config = uvicorn.Config(app, host=settings.host, port=settings.port,
                             root_path=settings.root_path, log_level="warning",

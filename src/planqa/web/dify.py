@@ -274,8 +274,7 @@ def add_dify_routes(app: FastAPI, service: ChatService) -> None:
         payload = await read_json_object(request)
         query, top_k, threshold = read_retrieval(payload)
         conditions, logic = read_metadata_condition(payload.get("metadata_condition"))
-        qa = service.check_ready()
-        records = await service.run(retrieve_records, qa, query, top_k, threshold,
+        records = await service.run(retrieve_records, query, top_k, threshold,
                                     conditions, logic)
         return JSONResponse({"records": records})
 

@@ -23,7 +23,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from planqa.errors import IndexUnavailable, InvalidQuestion, PlanQAError
 from planqa.text import clean_input
 from planqa.web.api import BadRequest, Unauthorized, check_token, errors_as, read_json_object
-from planqa.web.service import AnswerTimeout, ChatService
+from planqa.web.service import AnswerTimeout, ChatService, answer
 
 logger = logging.getLogger(__name__)
 
@@ -262,12 +262,11 @@ def add_openai_routes(app: FastAPI, service: ChatService) -> None:
         earlier turns as history; `"stream": true` sends text/event-stream chunks."""
         check_token(request, settings.api_token)
         question, history, stream, include_usage = read_chat(await read_json_object(request))
-        qa = service.check_ready()
-        answer = (await service.run(qa.ask, question, history, None)).to_dict()
+        reply = (await service.run(answer, question, history, None)).to_dict()
         completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
         if not stream:
-            return JSONResponse(completion_body(answer, question, completion_id, created))
-        chunks = stream_chunks(answer, question, completion_id, created, include_usage)
+            return JSONResponse(completion_body(reply, question, completion_id, created))
+        chunks = stream_chunks(reply, question, completion_id, created, include_usage)
         return StreamingResponse(_sse(chunks), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache",
                                           "X-Accel-Buffering": "no"})

@@ -1,5 +1,6 @@
 """ChatService: what the page and the JSON API share — the library, whether it loaded,
-the feedback log and the pool of answer workers with its time limit."""
+the feedback log and the pool of answer workers with its time limit (threads beside one
+library, or with PLANQA_WORKERS > 1 worker processes with a library each)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from planqa.corpus import load_plan
 from planqa.errors import IndexUnavailable, PlanQAError
 from planqa.retrieval import load_searcher
 from planqa.web.feedback import FeedbackLog
+from planqa.web.workers import WorkerPool, WorkerStartError
 
 if TYPE_CHECKING:
     from planqa.answering import Answer
@@ -43,6 +45,13 @@ LOAD_FAILED_ZH = (
 )
 
 
+def answer(qa: PlanQA, question: str, history: list[tuple[str, str]],
+           script: str | None) -> Answer:
+    """`qa.ask`, as a function of the library: what runs on an answer worker (a thread
+    or a worker process; module-level, so it pickles)."""
+    return qa.ask(question, history, script)
+
+
 class AnswerTimeout(PlanQAError, TimeoutError):
     """No answer within PLANQA_REQUEST_TIMEOUT (the wait for a worker included)."""
 
@@ -64,6 +73,8 @@ class ChatService:
     executor: concurrent.futures.ThreadPoolExecutor = field(
         default_factory=lambda: concurrent.futures.ThreadPoolExecutor(
             max_workers=ANSWER_WORKERS, thread_name_prefix="planqa-ask"))
+    #: the worker processes, when settings.workers > 1 (then `qa` stays None here)
+    pool: WorkerPool | None = None
 
     _plan: Plan | None = None
 
@@ -88,6 +99,11 @@ class ChatService:
     def warm_up(self) -> None:
         """Load model and index now; remember (not raise) an unavailable index."""
         t0 = time.perf_counter()
+        if self.qa is None and self.settings.workers > 1:
+            self._start_pool()
+            logger.info("%d answer workers ready in %.1f s", self.settings.workers,
+                        time.perf_counter() - t0)
+            return
         try:
             if self.qa is None:
                 searcher = load_searcher(self.settings, batch_queries=True)
@@ -109,21 +125,43 @@ class ChatService:
             logger.info("model weights resident (%.0f MB read)", mb)
         logger.info("model and index loaded in %.1f s", time.perf_counter() - t0)
 
-    def check_ready(self) -> PlanQA:
-        """The library; IndexUnavailable (its start-up error) when it did not load."""
-        if self.qa is None or not self.ready:
+    def _start_pool(self) -> None:
+        pool = WorkerPool(self.settings, self.settings.workers)
+        try:
+            pool.start()
+        except WorkerStartError as exc:
+            self.startup_error = str(exc)
+            if exc.kind != IndexUnavailable.__name__:
+                self.startup_message_zh = LOAD_FAILED_ZH
+            logger.error("answer workers failed to start: %s", exc)
+            return
+        self.pool = pool
+        self.startup_error = None
+
+    def close(self) -> None:
+        """Stop the worker processes (threads need no stopping)."""
+        if self.pool is not None:
+            self.pool.shutdown()
+
+    def _submit(self, fn: Callable[..., T], *args: Any) -> concurrent.futures.Future[T]:
+        """`fn(qa, *args)` on an answer worker; IndexUnavailable (the start-up error)
+        when the library did not load."""
+        if not self.ready or (self.qa is None and self.pool is None):
             raise IndexUnavailable(self.startup_error or "index unavailable")
-        return self.qa
+        if self.pool is not None:
+            return self.pool.submit(fn, *args)
+        return self.executor.submit(fn, self.qa, *args)
 
     def submit(self, question: str, history: list[tuple[str, str]],
                script: str | None) -> concurrent.futures.Future[Answer]:
-        """qa.ask on the worker pool (so a slow answer can be abandoned at the time limit)."""
-        return self.executor.submit(self.check_ready().ask, question, history, script)
+        """qa.ask on an answer worker (so a slow answer can be abandoned at the time limit)."""
+        return self._submit(answer, question, history, script)
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """`fn(*args)` on the answer workers within the request time limit, awaited: what
-        the OpenAI-compatible and Dify routes share with /api/ask (AnswerTimeout past it)."""
-        future = self.executor.submit(fn, *args)
+        """`fn(qa, *args)` on an answer worker within the request time limit, awaited: what
+        the OpenAI-compatible and Dify routes share with /api/ask (AnswerTimeout past it).
+        With worker processes, `fn` and `args` must pickle (a module-level function)."""
+        future = self._submit(fn, *args)
         try:
             return await asyncio.wait_for(asyncio.wrap_future(future),
                                           timeout=self.settings.request_timeout)
