@@ -16,6 +16,7 @@ One job per module, each depending only on those above it:
     feedback.py   the append-only feedback log and its records
     convert.py    a stored answer re-expressed in the other script
     render.py     HTML for answers, source cards, notices and the plan's outline
+    workers.py    WorkerPool: answer worker processes, a library each (PLANQA_WORKERS > 1)
     service.py    ChatService: the library, its readiness and the answer workers
     api.py        the JSON routes: body reading, validation, the exception → response map
     handlers.py   what the page does on each event (ask, switch script, vote, …)
