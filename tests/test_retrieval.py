@@ -139,3 +139,15 @@ def test_a_line_that_only_announces_the_text_is_never_a_hit(searcher, plan):
     hits = searcher.search("方案全文如下", k=len(plan.passages))
     assert hits and all(not h.passage.announces for h in hits)
     assert not any(p.announces for p in plan.passages if p.kind != "preamble")
+
+
+def test_postings_bm25_gives_rank_bm25s_numbers_bit_for_bit():
+    import numpy as np
+    from rank_bm25 import BM25Okapi
+
+    from planqa.retrieval import _PostingsBM25
+
+    corpus = [["科协", "改革", "编制"], ["学会", "改革", "改革"], ["科普"], ["学会", "秘书处"]]
+    for query in (["改革"], ["学会", "编制", "学会"], ["没有的词"], [], ["科普", "秘书处"]):
+        assert np.array_equal(_PostingsBM25(corpus).get_scores(query),
+                              BM25Okapi(corpus).get_scores(query)), query

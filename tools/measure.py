@@ -190,7 +190,7 @@ PROFILE_STAGES = (
     ("condense: follow-up resolution", "planqa/chain.py", "_condense"),
     ("retrieve: hybrid search", "planqa/chain.py", "_retrieve"),
     ("· query embedding (e5-small forward)", "planqa/embeddings.py", "_encode"),
-    ("· BM25 scoring (rank_bm25)", "rank_bm25.py", "get_scores"),
+    ("· BM25 scoring (postings over rank_bm25)", "planqa/retrieval.py", "get_scores"),
     ("· per-sentence evidence scores", "planqa/retrieval.py", "_sentence_scores"),
     ("· FAISS search", "planqa/index.py", "search"),
     ("compose: extractive answer", "planqa/chain.py", "_compose"),
