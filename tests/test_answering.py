@@ -405,3 +405,36 @@ def test_an_english_count_is_answered_with_the_count(qa):
     # a figure in the best sentence is the answer, not a count of a list
     b = qa.ask("How many staff posts will CAST have after the cuts?")
     assert b.found and b.citations[0].ref == "二、2" and "1120" in b.text
+
+
+@pytest.mark.parametrize(("question", "kind"), [
+    ("方案里点名了哪些国家战略", None),  # strategies, not countries
+    ("哪些国家的科学家可以入会", "place"),
+    ("which strategies are named when they talk about it?", None),  # "when" as "where"
+    ("when will the cuts be done?", "date"),
+    ("what funding model does the platform use?", None),  # a model, not an amount
+    ("how much funding does the platform get?", "money"),
+])
+def test_answer_types_read_in_context(question, kind):
+    t = expected_type(question)
+    assert (t.name if t else None) == kind
+
+
+def test_moving_something_over_is_no_time_anchor():
+    from planqa.answer_type import asks_for_anchor
+
+    assert not asks_for_anchor("挂职得待多久，我的人事关系要不要转过去")
+    assert asks_for_anchor("过去的编制是多少")
+
+
+def test_a_factoid_in_everyday_words_is_answerable_by_its_link(plan):
+    from planqa.answering import DEFAULT_CALIBRATION, answerable
+    from planqa.retrieval import Hit
+
+    p = plan.clause("二", "1")
+
+    def hit(link: float) -> Hit:
+        return Hit(p, 1.0, p.sentences_simplified[0], 0, dense=0.89, lexical=0.1, link=link)
+
+    assert answerable(hit(0.93), DEFAULT_CALIBRATION, factoid=True)
+    assert not answerable(hit(0.90), DEFAULT_CALIBRATION, factoid=True)

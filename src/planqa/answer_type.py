@@ -45,11 +45,14 @@ TYPES: tuple[AnswerType, ...] = (
                re.compile(r"预算|经费(?:是|有)?多少|多少钱|资金(?:是|有)?多少|金额|工资|薪|资本|"
                           r"多少\w{0,4}(?:经费|资金)|"
                           r"会费|补贴|津贴|奖金|拨款|费用是?多少|"
-                          r"\b(?:budget|salary|how much money|funding|fee|allowance|capital)\b",
+                          # "what funding model" asks for a model, not an amount
+                          r"\b(?:budget|salary|how much (?:money|funding)|fee|allowance)\b",
                           re.I),
                re.compile(rf"{_NUM}\s*(?:元|万元|亿元|亿)")),
     AnswerType("place",
-               re.compile(r"哪(?:个|些|几个)?(?:城市|省份?|地市|市|国家)|什么(?:城市|地方)|"
+               # "哪些国家战略" names strategies, not countries
+               re.compile(r"哪(?:个|些|几个)?(?:城市|省份?|地市|市|国家(?!战略|级|重大|重点|层面))|"
+                          r"什么(?:城市|地方)|"
                           r"\b(?:which (?:cities|city|provinces?|countries)|where exactly)\b",
                           re.I),
                re.compile(_PLACES)),
@@ -60,7 +63,10 @@ TYPES: tuple[AnswerType, ...] = (
     AnswerType("date",
                re.compile(r"哪天|哪一天|几月几[号日]|什么日子|哪一?年|何时|什么时候|啥时候|"
                           r"截止|期限|最晚|多久|多长时间|"
-                          r"\b(?:when|what date|by what year|what year|deadline)\b", re.I),
+                          # "when" heads a date question; not "…named when they talk about"
+                          r"^\W*(?:and |so |but )?when\b|\bwhen (?:is|was|will|should|must|did|"
+                          r"does|do|are|can|would)\b|\b(?:what date|by what year|what year|"
+                          r"deadline)\b", re.I),
                re.compile(rf"{_NUM}\s*(?:年|月|日|届)|年底|年内|届内|期间|之前|以前|"
                           r"前(?:完成|实现)")),
     AnswerType("ratio",
@@ -88,7 +94,8 @@ TYPES: tuple[AnswerType, ...] = (
 # figure only with words such as 目前 or 现有.
 # A bare 之前/以前 after a time word is a deadline ("啥时候之前要弄完"), not an anchor.
 _ANCHOR_ASKS = re.compile(r"改革(?:之)?前|(?<!时候)(?<!年)(?<!月)(?<!底)(?:之前|以前)|原来|原先|"
-                          r"过去|现任|目前|现在|现有|当前|"
+                          # "转过去" moves something over; it is no time
+                          r"(?<![转调回拿送搬带跑走])过去|现任|目前|现在|现有|当前|"
                           r"\b(?:before the reform|currently|at present|now)\b", re.I)
 _ANCHOR_HOLDS = re.compile(r"目前|现有|现行|原有|现任|由[^,。]{0,20}提高|当前")
 
