@@ -85,3 +85,19 @@ def test_workers_without_an_index_leave_the_server_up_and_say_why(settings, tmp_
 
     with pytest.raises(IndexUnavailable):
         service.submit(QUESTION, [], None)
+
+
+def test_workers_do_not_outlive_a_killed_server(tmp_path):
+    env = {"PLANQA_WORKERS": "2", "PLANQA_API_TOKEN": "", "PLANQA_AUTH": "",
+           "PLANQA_FEEDBACK_LOG": str(tmp_path / "feedback.jsonl")}
+    with start_server(env=env) as srv:
+        workers = _workers(srv.pid)
+        assert len(workers) == 2
+        os.kill(srv.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and any(Path(f"/proc/{w}").exists() and
+                b"zombie" not in Path(f"/proc/{w}/status").read_bytes().lower()
+                for w in workers):
+            time.sleep(0.5)
+        assert not [w for w in workers if Path(f"/proc/{w}").exists() and
+                    b"zombie" not in Path(f"/proc/{w}/status").read_bytes().lower()]

@@ -155,11 +155,10 @@ class Settings(BaseSettings):
         1, ge=1, le=64,
         description="torch and faiss threads per request (concurrent requests use the other "
                     "cores)")
-    # One per core (at most 8): on 2 cores two workers answered 72 against 60 answers/s
-    # (docs/scaling.md); each holds its own model, about 600 MB with onnx-int8.
+    # Default 1: two workers answered 72 against 60 answers/s on 2 cores (docs/scaling.md)
+    # but each holds its own model, about 600 MB with onnx-int8; opt in.
     workers: int = Field(
-        default_factory=default_workers, ge=1, le=64,
-        json_schema_extra={"shown_default": "the number of cores, at most 8"},
+        1, ge=1, le=64,
         description="answer worker processes of the web server, each with its own model and "
                     "index, behind the one port; 1 answers in the server process itself")
     max_question_chars: int = Field(

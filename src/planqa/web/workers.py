@@ -16,6 +16,7 @@ import multiprocessing
 import os
 import queue
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -36,6 +37,14 @@ _QA: PlanQA | None = None
 def _start_worker(settings: Settings, ready: Any) -> None:
     """Runs once in each worker process: load, warm up, report (pid or the error)."""
     global _QA
+    parent = os.getppid()
+
+    def orphaned() -> None:  # the server is gone (killed, crashed): so is its worker
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=orphaned, name="planqa-orphan-watch", daemon=True).start()
     try:
         from planqa.chain import PlanQA
         from planqa.retrieval import load_searcher
