@@ -129,7 +129,7 @@ def test_a_link_scores_for_every_paragraph_of_its_ref(searcher):
 def test_glossary_matches_ies_plurals():
     from planqa.text import english_terms
 
-    assert english_terms("universities") == english_terms("university") != []
+    assert english_terms("parties") == english_terms("party") != []
     assert english_terms("the keys") == []  # a vowel before the y: no "kie"
 
 
