@@ -162,9 +162,10 @@ class PlanQA:
         scores = list(hit.sentence_scores)
         if not scores:
             return hit
-        terms = self.searcher.query_terms(resolved.focus) if resolved.focus else []
+        focus = self.searcher.parse(resolved.focus) if resolved.focus else None  # read once
+        terms = self.searcher.query_terms(focus) if focus else []
         cover = self.searcher.sentence_coverage(terms, hit.passage.id) if terms else ()
-        literal = self.searcher.parse(resolved.focus).simplified if resolved.focus else ""
+        literal = focus.simplified if focus else ""
         if cover and len(literal) >= 2:
             # the words as typed, where the plan's tokens split them ("的线上交流": 线|上交)
             cover = tuple(1.0 if literal in sentence else c for c, sentence in
