@@ -352,6 +352,9 @@ def _sentence_with(plan, ref, needle):
     ("全国代表里45岁以下的年轻人占多少？", "二、1", "45岁", None),
     # the asked type's own words (多长时间, 比例) are no qualifier
     ("事业编制多长时间内精简到位？", "二、2", "1120", None),
+    # the speaker's setting, in another clause, is no qualifier; nor is 合格 (a standard)
+    ("他的编制还留在所里吗？得待多久才能回来", "二、1", "人事关系保留在原单位", None),
+    ("学会理事里基层的人得占多少才算合格", "三、3", "四分之三以上", None),
 ])
 def test_uncovered_qualifier(plan, question, ref, needle, expected):
     from planqa.answering import uncovered_qualifier

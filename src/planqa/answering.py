@@ -248,7 +248,10 @@ def enumerate_items(sentence: str, about: str = "") -> list[str]:
 
 #: Nouns that frame a question rather than name whom or what it is about.
 _FRAME_NOUNS = frozenset("问题 目标 方面 内容 情况 要求 时候 时间 时期 数量 数字 规模 程度 "
-                         "标准 办法 意思 原文 条款 文件 方案 部分 科协".split())
+                         "标准 办法 意思 原文 条款 文件 方案 部分 科协 合格 达标".split())
+
+
+_CLAUSE_BREAK = re.compile(r"[,，。;；:：?？!！\s]")
 
 
 def uncovered_qualifier(asked: Query, sentences: list[str], passage: Passage,
@@ -263,6 +266,10 @@ def uncovered_qualifier(asked: Query, sentences: list[str], passage: Passage,
     quoted = "".join(sentences)
     asks = asked.answer_type
     spans = [m.span() for m in asks.asks.finditer(asked.simplified)] if asks else []
+    # Whom a figure is for stands in the asked words' clause ("常委会委员里女性要占多少",
+    # "几年内不能申报项目"); a noun in another clause is the speaker's setting ("他编制还
+    # 留在所里吗？得待多久"), not a qualifier.
+    breaks = [m.start() for m in _CLAUSE_BREAK.finditer(asked.simplified)]
     pos = 0
     tags = pos_tags(asked.simplified)
     for k, (word, flag) in enumerate(tags):
@@ -270,7 +277,9 @@ def uncovered_qualifier(asked: Query, sentences: list[str], passage: Passage,
         # nouns, and attributives such as 省级 (jieba's "b")
         if (not flag.startswith(("n", "b")) or len(word) < 2 or word in STOPWORDS
                 or word in _FRAME_NOUNS or word in quoted
-                or any(a < pos and start < b for a, b in spans)):
+                or any(a < pos and start < b for a, b in spans)
+                or (spans and not any(not any(min(pos, a) <= c < max(start, b) for c in breaks)
+                                      for a, b in spans))):
             continue
         if (word not in passage.text_simplified if word in plan.text_simplified
                 else not set(word) & set(quoted)):
