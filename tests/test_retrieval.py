@@ -151,3 +151,15 @@ def test_postings_bm25_gives_rank_bm25s_numbers_bit_for_bit():
     for query in (["改革"], ["学会", "编制", "学会"], ["没有的词"], [], ["科普", "秘书处"]):
         assert np.array_equal(_PostingsBM25(corpus).get_scores(query),
                               BM25Okapi(corpus).get_scores(query)), query
+
+
+def test_parse_reads_a_question_once_and_keeps_no_megabyte_keys(searcher):
+    from planqa.errors import InvalidQuestion
+
+    first = searcher.parse("事业编治要精减到多少？")
+    assert searcher.parse("事业编治要精减到多少？") is first  # condense, retrieve, compose
+    assert "编制" in first.simplified and first.text == "事业编治要精减到多少?"
+    huge = "学会" * 500_000
+    assert searcher.parse(huge).text == searcher.parse(huge[:10_000]).text
+    with pytest.raises(InvalidQuestion):
+        searcher.parse(["not", "a", "string"])
