@@ -441,3 +441,20 @@ def test_a_factoid_in_everyday_words_is_answerable_by_its_link(plan):
 
     assert answerable(hit(0.93), DEFAULT_CALIBRATION, factoid=True)
     assert not answerable(hit(0.90), DEFAULT_CALIBRATION, factoid=True)
+
+
+def test_an_english_question_is_judged_on_the_cross_lingual_scale():
+    from planqa.answering import DEFAULT_CALIBRATION as cal
+    from planqa.query import parse_query
+
+    assert cal.for_query(parse_query("学会怎么改？")) is cal
+    english = cal.for_query(parse_query("How will the societies change?"))
+    assert english.min_dense == pytest.approx(cal.min_dense - cal.english_dense_offset)
+    assert english.strong_link == pytest.approx(cal.strong_link - cal.english_link_offset)
+    assert english.for_query(parse_query("And then?")) == english  # shifted once only
+
+
+def test_an_english_question_below_the_chinese_thresholds_is_answered(qa):
+    # cosine 0.816 to 五、2, under the Chinese min_dense (0.85): on topic for English
+    a = qa.ask("what is the 'learn and do' education about for societies")
+    assert a.found and a.citations[0].ref == "五、2" and "两学一做" in a.text
