@@ -25,6 +25,9 @@ MAX_KEYS = 16
 #: A typed word jieba's dictionary has seen this often is a word, not a typo (之前 is not
 #: 之间, 省级 not 升级); rare variants such as 精减 (12) still read as the plan's 精简.
 COMMON_WORD = 50
+#: A typed word with a question word in it is the question, not a typo (在哪 is not the
+#: plan's 在内, 是几 not 事迹).
+_ASKING = frozenset("几哪谁啥吗呢么")
 
 
 @lru_cache(maxsize=1)
@@ -80,10 +83,12 @@ class Homophones:
             for n in range(min(MAX_CHARS, len(run) - i), MIN_CHARS - 1, -1):
                 typed = run[i:i + n]
                 if (i not in bounds or i + n not in bounds or typed in self.text
-                        or word_frequency(typed) >= COMMON_WORD):
+                        or word_frequency(typed) >= COMMON_WORD or _ASKING & set(typed)):
                     continue
                 word = next((self._by_key[k] for k in keys(typed) if k in self._by_key), None)
-                if word and word != typed:
+                # A mistyped word keeps a character of the meant one (编治 for 编制); one
+                # sharing none matches on rare readings only (尾号 "yi xiao" for 有效).
+                if word and word != typed and set(word) & set(typed):
                     out.append(word)
                     i += n
                     break
