@@ -53,7 +53,13 @@ TYPES: tuple[AnswerType, ...] = (
                # "哪些国家战略" names strategies, not countries
                re.compile(r"哪(?:个|些|几个)?(?:城市|省份?|地市|市|国家(?!战略|级|重大|重点|层面))|"
                           r"什么(?:城市|地方)|"
-                          r"\b(?:which (?:cities|city|provinces?|countries)|where exactly)\b",
+                          # where to do an errand: a place, a site or an address, which
+                          # the plan never gives ("app在哪下载", "会议室在哪预约")
+                          r"在哪(?:里|儿)?(?:下载|预约|报名|办理?|领取?|购买|买|查询?|登记|"
+                          r"申请|缴费?|交费)|"
+                          r"\b(?:which (?:cities|city|provinces?|countries)|where exactly|"
+                          r"where (?:can|do|should) (?:i|we) (?:download|book|register|sign up|"
+                          r"apply|buy))\b",
                           re.I),
                re.compile(_PLACES)),
     AnswerType("frequency",
