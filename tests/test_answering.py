@@ -461,3 +461,10 @@ def test_an_english_question_below_the_chinese_thresholds_is_answered(qa):
     # cosine 0.816 to 五、2, under the Chinese min_dense (0.85): on topic for English
     a = qa.ask("what is the 'learn and do' education about for societies")
     assert a.found and a.citations[0].ref == "五、2" and "两学一做" in a.text
+
+
+def test_how_many_must_be_asks_for_a_share_not_a_count_of_items(qa):
+    # the answer is a fraction (三分之二以上), not "共三项" over some list in the clause
+    a = qa.ask("For a society's standing council, how many have to be front-line scientists?")
+    assert a.found and a.citations[0].ref == "三、3" and "三分之二以上" in a.text
+    assert "共" not in a.text.split("\n")[0]

@@ -25,6 +25,12 @@ _SURNAMES = ("王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁
              "龙史陶黎贺顾毛郝龚邵万钱严覃武戴莫孔向汤习")
 
 
+#: "how many" asking for a number of things; "how many need to be…", "how many of the
+#: posts" ask for a share, which the plan gives as a fraction (三分之二以上).
+HOW_MANY_ITEMS = (r"\bhow many\b(?! (?:of|need|needs|must|have|has|should|are|is|will|can|"
+                  r"would|do|does)\b)")
+
+
 @dataclass(frozen=True)
 class AnswerType:
     name: str
@@ -84,7 +90,7 @@ TYPES: tuple[AnswerType, ...] = (
                re.compile(r"多少\s*(?:名|人|个|家|所|项|位|次|届|条|岁|天|年)|"
                           r"(?:有|(?<!就)是|选|要|设|占|共|一共|总共|能|可)几\s*(?:名|人|个|家|所|项|位|次|"
                           r"届|条|岁|天|年)|(?<!哪)几\s*(?:名|人|个|家|所|项|位|次|届|条|岁|天|年)[?？]?$|"
-                          r"\bhow many\b", re.I),
+                          + HOW_MANY_ITEMS, re.I),
                re.compile(rf"{_NUM}\s*(?:名|人|个|家|所|项|位|次|届|岁|天|年)")),
     # "有多少事业编制": a figure without a unit word.
     AnswerType("figure",

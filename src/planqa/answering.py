@@ -16,7 +16,7 @@ import itertools
 import re
 from dataclasses import asdict, dataclass, field, replace
 
-from planqa.answer_type import expected_type, sentence_answers
+from planqa.answer_type import HOW_MANY_ITEMS, expected_type, sentence_answers
 from planqa.corpus import Passage, Plan
 from planqa.query import LIST, ROUNDUP, STRUCTURE, Query, classify, parse_query
 from planqa.refs import PREAMBLE, int_to_cn, locate, own_words, section_ordinal, source_line
@@ -409,7 +409,7 @@ def _which_section_answer(plan: Plan, top: Hit, traditional: bool) -> Answer:
 
 # "几条/几个/哪几项": how many items; "多少个学会" asks for a figure the plan may not give.
 _COUNT = re.compile(r"几\s*(条|个|项|种|方面|类|点|大|句|处)|多少\s*(条|项|种|方面|类)|"
-                    r"\bhow many\b", re.I)
+                    + HOW_MANY_ITEMS, re.I)
 _COUNT_UNIT = re.compile(r"几\s*(条|个|项|种|方面|类|点|处)|多少\s*(条|项|种|方面|类)")
 
 
