@@ -28,6 +28,7 @@ def test_a_typo_reads_as_the_plan_word_that_sounds_the_same(homophones, typed, m
     "How many people will the staff be cut to?",
     "北京今天限号尾号是几",  # 是几 is asking (not 事迹), 尾号 no 有效 (rare readings)
     "会议室在哪预约",  # 在哪 is not the plan's 在内
+    "老一班人还在那坐着",  # nor is 在那
     "",
 ])
 def test_words_and_the_plans_own_text_are_left_alone(homophones, question):

@@ -25,9 +25,9 @@ MAX_KEYS = 16
 #: A typed word jieba's dictionary has seen this often is a word, not a typo (之前 is not
 #: 之间, 省级 not 升级); rare variants such as 精减 (12) still read as the plan's 精简.
 COMMON_WORD = 50
-#: A typed word with a question word in it is the question, not a typo (在哪 is not the
-#: plan's 在内, 是几 not 事迹).
-_ASKING = frozenset("几哪谁啥吗呢么")
+#: A typed word holding a question word or a this/that is what the user means, not a
+#: typo (在哪 and 在那 are not the plan's 在内, 是几 is not 事迹).
+_ASKING = frozenset("几哪谁啥吗呢么这那")
 
 
 @lru_cache(maxsize=1)
