@@ -34,17 +34,21 @@ from planqa.refs import LAST, Reference, parse_reference
 from planqa.text import tokenize
 
 #: How much the question links count (staff's own words for a passage), against 1.0 for
-#: each sentence channel. Chosen on qa.jsonl and heldout.jsonl (hit@1, 0 → 1 → 2 → 3:
-#: qa 0.915 → 0.922 → 0.950 → 0.957; heldout 0.912 → 0.926 → 0.956 → 0.941).
-LINK_WEIGHT = 2.0
+#: each sentence channel. Chosen on qa.jsonl and heldout.jsonl with ~600 links (hit@1,
+#: 0 → 1 → 2 → 3: qa 0.915 → 0.922 → 0.950 → 0.957; heldout 0.912 → 0.926 → 0.956 →
+#: 0.941), then again with 1,985 links, four batches written sentence by sentence in
+#: spoken words (hit@1, 2 → 3 → 4 → 6: qa 0.950 → 0.957 → 0.957 → 0.950; blind2 0.935 →
+#: 0.952 → 0.960 → 0.960; dev5, tuned on, 0.869 → 0.899 → 0.929 → 0.939).
+LINK_WEIGHT = 4.0
 #: Headings are a field of their own: the share of the question's terms that a clause's
 #: heading (a lead's section title) holds. "学会的党建工作机制要怎么改" names 五、1 by its
 #: heading while 五、2's body says the same words too. Chosen on qa.jsonl (hit@1 0.950 →
 #: 0.957 at 0.25 or 0.5, 0.943 at 1.0; heldout unchanged).
 HEADING_WEIGHT = 0.5
 #: When one heading alone holds this share of the question's terms, its passage gains
-#: HEADING_BONUS (the links would otherwise let a neighbour that repeats the words win).
-HEADING_NAMES, HEADING_BONUS = 0.8, 0.5
+#: HEADING_BONUS (the links would otherwise let a neighbour that repeats the words win;
+#: 0.5 when links weighed 2, 0.75 since they weigh 4: "学会党建工作机制怎么改革" names 五、1).
+HEADING_NAMES, HEADING_BONUS = 0.8, 0.75
 _QUOTED = re.compile(r"[“\"'‘「『]([^”\"'’」』]{2,16})[”\"'’」』]")
 QUOTE_BONUS = 0.5
 # Fusion weights of the min-max normalized channel scores; chosen on eval/qa.jsonl.
@@ -224,7 +228,8 @@ class PlanSearcher:
         """The k best passages for the question, best first, one per passage.
 
         `prior` adds weight to passages by id, e.g. the clause a conversation was
-        about; 1.0 equals one channel's whole range (the fused score spans 0..2.5)."""
+        about; 1.0 equals a sentence channel's whole range (the fused score spans 0 to the
+        channel weights' sum, 9.5)."""
         q = self.parse(question)
         scored = self._score_all(q, prior=prior)
         ref = q.reference
