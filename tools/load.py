@@ -25,7 +25,7 @@ import os
 import random
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 # The server starter is the web tests' own (tools run from a checkout, beside tests/).
@@ -38,6 +38,8 @@ from tools.stats import percentile
 APP_PY = Path("app.py")
 #: The folder load.md goes to (build/ is untracked); `--out bench` for the committed copy.
 DEFAULT_OUT = Path("build") / "bench"
+#: Seconds of load run before the measured window (its answers and memory not counted).
+WARMUP_S = 5.0
 DEFAULT_EVAL_SET = Path("eval") / "qa.jsonl"
 #: The report's first line: how the committed copy in bench/ is refreshed.
 REFRESH_NOTE = ("Refresh by hand from the repository root: `python -m tools.load --out bench` "
@@ -198,6 +200,7 @@ class Report:
     #: 1-minute load average of the machine at the end (the load generator included)
     load_average: float
     threads: str
+    warmup_s: float = 0.0
     workers: int = 1
     error_samples: list[str] = field(default_factory=list)
     eval_set: str = str(DEFAULT_EVAL_SET)
@@ -259,7 +262,8 @@ class Report:
             f"(conversations from {self.eval_set}, follow-ups with history); "
             f"{os.cpu_count()} CPU cores; PLANQA_THREADS={self.threads}, "
             f"PLANQA_WORKERS={self.workers} (server RSS and CPU are summed over its worker "
-            "processes). Latency percentiles "
+            f"processes), after {self.warmup_s:g} s of the same load that is not counted "
+            f"(buffers sized for {self.users} requests at once are no leak). Latency percentiles "
             "by nearest rank (tools.stats.percentile). "
             f"Produced by `python -m tools.load --users {self.users} "
             f"--seconds {self.seconds:g} --workers {self.workers}`.",
@@ -315,10 +319,11 @@ def _check_loopback(url: str) -> None:
 
 def run(users: int = 20, seconds: float = 60.0, port: int = 0, url: str = "",
         out: Path | None = DEFAULT_OUT, token: str = "", eval_set: Path = DEFAULT_EVAL_SET,
-        app: Path = APP_PY, workers: int = 1) -> Report:
+        app: Path = APP_PY, workers: int = 1, warmup: float = WARMUP_S) -> Report:
     """Start the server (`app`, unless `url` is given), load it with the conversations of
     `eval_set`, stop it; write the report as load.md into the folder `out` (None: don't).
-    `workers` is the server's PLANQA_WORKERS (answer processes)."""
+    `workers` is the server's PLANQA_WORKERS (answer processes); the first `warmup`
+    seconds of load (at most a quarter of `seconds`) are not counted."""
     if users < 1 or seconds <= 0:
         raise ValueError("--users must be at least 1 and --seconds positive")
     if url:
@@ -331,13 +336,17 @@ def run(users: int = 20, seconds: float = 60.0, port: int = 0, url: str = "",
         else:
             server = stack.enter_context(start_server(
                 port, app=app, env={"PLANQA_WORKERS": str(workers)}))
+        warmup = min(warmup, seconds / 4)
+        if warmup > 0:  # the memory figures are then growth under steady load
+            asyncio.run(drive(server.url, users, warmup, convs, token))
         before = _rss_kb(server.pid) if server.pid else {}
         cpu0 = _cpu_seconds(server.pid) if server.pid else None
         tally = asyncio.run(drive(server.url, users, seconds, convs, token))
         after = _rss_kb(server.pid) if server.pid else {}
         cpu1 = _cpu_seconds(server.pid) if server.pid else None
     cpu_s = cpu1 - cpu0 if cpu0 is not None and cpu1 is not None else None
-    report = _report(tally, users, seconds, before, after, cpu_s, eval_set, workers)
+    report = replace(_report(tally, users, seconds, before, after, cpu_s, eval_set, workers),
+                     warmup_s=max(warmup, 0.0))
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "load.md").write_text(report.markdown(), encoding="utf-8")
