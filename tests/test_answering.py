@@ -177,8 +177,11 @@ def test_enumerate_items_trims_lead_in_and_tail():
     ("事业编制要精简到多少名？", "count"),
     ("学会秘书长的年薪是多少？", "money"),
     ("试点在哪些省份？", "place"),
-    ("这个平台在哪里报名？", "place"),  # an errand's place: a site, an address
-    ("Where can I sign up for the training?", "place"),
+    ("这个平台在哪里报名？", "errand"),  # a site, an address: never in the plan
+    ("Where can I sign up for the training?", "errand"),
+    ("小会议室怎么预约", "errand"),
+    ("秘书长招聘有年龄限制吗，多大以下才能报", "age"),
+    ("查实以后几年内不能再申报？", "date"),
     ("学会党建的毛病主要出在哪？", None),  # where = in what respect
     ("全国代表大会几年开一次？", "frequency"),
     ("最晚什么时候完成？", "date"),

@@ -59,22 +59,31 @@ TYPES: tuple[AnswerType, ...] = (
                # "哪些国家战略" names strategies, not countries
                re.compile(r"哪(?:个|些|几个)?(?:城市|省份?|地市|市|国家(?!战略|级|重大|重点|层面))|"
                           r"什么(?:城市|地方)|"
-                          # where to do an errand: a place, a site or an address, which
-                          # the plan never gives ("app在哪下载", "会议室在哪预约")
-                          r"在哪(?:里|儿)?(?:下载|预约|报名|办理?|领取?|购买|买|查询?|登记|"
-                          r"申请|缴费?|交费)|"
-                          r"\b(?:which (?:cities|city|provinces?|countries)|where exactly|"
-                          r"where (?:can|do|should) (?:i|we) (?:download|book|register|sign up|"
-                          r"apply|buy))\b",
+                          r"\b(?:which (?:cities|city|provinces?|countries)|where exactly)\b",
                           re.I),
                re.compile(_PLACES)),
+    # An errand: where or how to download, book, pay, take leave. The answer is a site,
+    # an address, a counter, which a policy plan never gives ("app在哪下载", "会议室怎么预约").
+    AnswerType("errand",
+               re.compile(r"在哪(?:里|儿)?(?:下载|预约|报名|办理?|领取?|购买|买|查询?|登记|"
+                          r"申请|缴费?|交费)|(?:怎么|如何|咋|去哪)(?:预约|下载|请假|报销|缴费|"
+                          r"交费|买票)|"
+                          r"\bwhere (?:can|do|should) (?:i|we) (?:download|book|register|"
+                          r"sign up|apply|buy)\b|\bhow (?:do|can) (?:i|we) (?:book|download)\b",
+                          re.I),
+               re.compile(r"https?://|www\.|网址|电话|地址|窗口|办事大厅")),
+    # An age limit: the plan gives one age only (45岁以下 for young delegates).
+    AnswerType("age",
+               re.compile(r"年龄(?:上限|下限|限制|要求|界限)|多大(?:年纪|岁数|以下|以上)|"
+                          r"多少岁|几岁|\b(?:age limit|how old)\b", re.I),
+               re.compile(r"\d+\s*岁")),
     AnswerType("frequency",
                re.compile(r"几年一次|多久一次|多长时间一次|每隔|一年几次|几年开一次|开一次|"
                           r"\bhow often\b", re.I),
                re.compile(rf"每\s*{_NUM}?\s*(?:年|届|季|月)|{_NUM}年一(?:次|届)|一年一次")),
     AnswerType("date",
                re.compile(r"哪天|哪一天|几月几[号日]|什么日子|哪一?年|何时|什么时候|啥时候|"
-                          r"截止|期限|最晚|多久|多长时间|"
+                          r"截止|期限|最晚|多久|多长时间|几年(?:之)?内|几个月(?:之)?内|"
                           # "when" heads a date question; not "…named when they talk about"
                           r"^\W*(?:and |so |but )?when\b|\bwhen (?:is|was|will|should|must|did|"
                           r"does|do|are|can|would)\b|\b(?:what date|by what year|what year|"
