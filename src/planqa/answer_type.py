@@ -106,7 +106,9 @@ TYPES: tuple[AnswerType, ...] = (
                re.compile(r"多少|(?<!哪)几(?:个|名|项)?$|\bhow (?:many|much)\b", re.I),
                re.compile(rf"\d|{_NUM}\s*(?:分之|个|名|年|岁|成|项|家|人)")),
     AnswerType("agent",
-               re.compile(r"谁|哪位|哪个部门|哪家|什么机构|哪个机构|哪个单位|\bwho\b", re.I),
+               # "不知道跟谁说" asks for a channel to be heard, not for a body's name
+               re.compile(r"(?<![跟和找向对])谁(?!反映|讲)|哪位|哪个部门|哪家|什么机构|哪个机构|"
+                          r"哪个单位|\bwho\b", re.I),
                re.compile(r"[\u4e00-\u9fff]{1,12}(?:办公厅|委员会|委|部|院|社|科协|会|党组|"
                           r"中央|政府|书记处|机关|中心|协会|单位|组织)")),
 )
