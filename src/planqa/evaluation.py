@@ -88,15 +88,31 @@ BLIND3_GATES = {
 
 
 #: blind4.jsonl: the blind set of 2026-12-03 (a fifth hand, the plan alone; nobody building
-#: planqa reads it). First run eval/runs/blind4-runs.md; measured once more on the code
-#: of 2026-12-03 (in the comments); margins of about two questions.
+#: planqa reads it). First run eval/runs/blind4-runs.md; gates set on its second run
+#: (margins of about two questions); its third run (the next session's finished code) in
+#: the comments after "then".
 BLIND4_SET = DEFAULT_SET.with_name("blind4.jsonl")
 BLIND4_GATES = {
-    "retrieval.hit@1": 0.89,  # measured 0.911 (first run 0.903)
-    "answers.citation@1": 0.86,  # measured 0.884 (first run 0.872)
-    "answers.fact_recall": 0.82,  # measured 0.843 (first run 0.809)
-    "answers.refusal_recall": 0.81,  # measured 0.864 (first run 0.909; 22 turns)
-    "answers.false_refusal_rate": 0.06,  # at most; measured 0.037 (first run 0.061)
+    "retrieval.hit@1": 0.89,  # measured 0.911, then 0.919 (first run 0.903)
+    "answers.citation@1": 0.86,  # measured 0.884, then 0.902 (first run 0.872)
+    "answers.fact_recall": 0.82,  # measured 0.843, then 0.860 (first run 0.809)
+    "answers.refusal_recall": 0.81,  # measured 0.864, then 0.818 (first 0.909; 22 turns)
+    "answers.false_refusal_rate": 0.06,  # at most; measured 0.037, then 0.018 (first 0.061)
+    "answers.verbatim": 1.0,
+}
+
+
+#: blind5.jsonl: the blind set of 2026-12-03's second session (a sixth hand, the plan
+#: alone), weighted to how staff talk: 40 spoken, 25 English of 175 cases. First run on
+#: the session's starting code (493a717) in eval/runs/blind5-runs.md; measured once more
+#: on the session's finished code (in the comments); margins of about two questions.
+BLIND5_SET = DEFAULT_SET.with_name("blind5.jsonl")
+BLIND5_GATES = {
+    "retrieval.hit@1": 0.87,  # measured 0.896 (first run 0.866)
+    "answers.citation@1": 0.845,  # measured 0.868 (first run 0.805)
+    "answers.fact_recall": 0.78,  # measured 0.803 (first run 0.765)
+    "answers.refusal_recall": 0.85,  # measured 0.926 (first run 0.852; 27 turns)
+    "answers.false_refusal_rate": 0.095,  # at most; measured 0.075 (first run 0.121)
     "answers.verbatim": 1.0,
 }
 
@@ -106,7 +122,8 @@ def gates_for(path: Path | None) -> dict[str, float]:
     set the main ones."""
     name = path.name if path is not None else ""
     return {HELDOUT_SET.name: HELDOUT_GATES, BLIND2_SET.name: BLIND2_GATES,
-            BLIND3_SET.name: BLIND3_GATES, BLIND4_SET.name: BLIND4_GATES}.get(name, GATES)
+            BLIND3_SET.name: BLIND3_GATES, BLIND4_SET.name: BLIND4_GATES,
+            BLIND5_SET.name: BLIND5_GATES}.get(name, GATES)
 
 
 @dataclass(frozen=True)
