@@ -91,6 +91,31 @@ def test_an_index_without_checksums_is_refused(copy, searcher):
         load_index(copy, searcher.plan, searcher.embeddings)
 
 
+def test_the_index_keeps_each_units_bm25_terms(built, searcher):
+    from planqa.text import tokenize, tokenizer_signature
+
+    idx = load_index(built, searcher.plan, searcher.embeddings)
+    assert idx.manifest["tokenizer"] == tokenizer_signature()
+    assert all(u.tokens == tuple(tokenize(u.text)) for u in idx.units)
+    assert sum(bool(u.tokens) for u in idx.units) > 0.9 * len(idx.units)
+
+
+def test_terms_cut_by_another_tokenizer_are_cut_again(copy, built, searcher):
+    from planqa.retrieval import PlanSearcher
+
+    manifest = json.loads((copy / MANIFEST_FILE).read_text(encoding="utf-8"))
+    manifest["tokenizer"] = "jieba 0.1; stopwords 000000000000"
+    (copy / MANIFEST_FILE).write_text(json.dumps(manifest), encoding="utf-8")
+    idx = load_index(copy, searcher.plan, searcher.embeddings)  # vectors still good
+    assert all(u.tokens == () for u in idx.units)
+    again = PlanSearcher(searcher.plan, idx, searcher.embeddings)
+    stored = PlanSearcher(searcher.plan, load_index(built, searcher.plan, searcher.embeddings),
+                          searcher.embeddings)
+    for q in ("学会秘书长怎么产生？", "事业编制要精简到多少名？"):
+        assert ([(h.passage.ref, h.lexical) for h in again.search(q)]
+                == [(h.passage.ref, h.lexical) for h in stored.search(q)])
+
+
 @pytest.mark.parametrize(("field", "value", "reason"), [
     ("corpus_sha256", "0" * 64, "plan's text changed"),
     ("model_fingerprint", "another", "another embedding model"),

@@ -2,7 +2,8 @@
 
 Files under the index directory:
   plan.faiss      inner-product index of L2-normalized unit embeddings
-  units.json      what each vector is (passage id, sentence position, text)
+  units.json      what each vector is (passage id, sentence position, text) and its
+                  BM25 terms (so a start need not cut two thousand units again)
   manifest.json   model + fingerprint, corpus and links sha256, unit scheme, counts,
                   versions (nothing that changes from one build to the next)
 
@@ -17,7 +18,7 @@ import json
 import os
 import re
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from importlib import metadata
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from planqa.corpus import Plan
 from planqa.embeddings import PlanEmbeddings
 from planqa.errors import IndexUnavailable
 from planqa.links import Link, links_sha256, ref_passage
-from planqa.text import normalize_query
+from planqa.text import normalize_query, tokenize, tokenizer_signature
 
 REBUILD_HINT = "run `make index` (or `planqa index`) to rebuild it"
 #: Bump when the way units are cut or embedded changes: old indexes become stale.
@@ -44,6 +45,8 @@ class Unit:
     position: int  # sentence index inside the passage; -1 for a whole passage or a link
     text: str  # Simplified text of the unit
     embed_text: str  # what the model embeds
+    #: its BM25 terms (`planqa.text.tokenize` of `text`); empty when not stored
+    tokens: tuple[str, ...] = ()
 
 
 #: Sentences longer than this are also embedded as comma-delimited windows: one
@@ -125,7 +128,7 @@ def build_index(plan: Plan, embeddings: PlanEmbeddings,
     """Embed every unit of the plan (and its question links) into a fresh index."""
     import faiss
 
-    units = plan_units(plan, links)
+    units = [replace(u, tokens=tuple(tokenize(u.text))) for u in plan_units(plan, links)]
     # Links are questions, so they are embedded as queries: e5 compares a question with
     # a question best on the query side of both.
     is_link = np.array([u.kind == "link" for u in units])
@@ -147,6 +150,7 @@ def build_index(plan: Plan, embeddings: PlanEmbeddings,
         "unit_scheme": UNIT_SCHEME,
         "units": len(units),
         "dim": int(vecs.shape[1]),
+        "tokenizer": tokenizer_signature(),
         "versions": _versions(),
     }
     return PlanIndex(index, units, manifest)
@@ -198,7 +202,9 @@ def _units_match(units: list[Unit], plan: Plan) -> bool:
     return all(isinstance(u.passage_id, str) and u.passage_id in ids
                and u.kind in UNIT_KINDS
                and type(u.position) is int
-               and isinstance(u.text, str) and isinstance(u.embed_text, str) for u in units)
+               and isinstance(u.text, str) and isinstance(u.embed_text, str)
+               and isinstance(u.tokens, tuple) and all(isinstance(t, str) for t in u.tokens)
+               for u in units)
 
 
 def load_index(directory: Path, plan: Plan, embeddings: PlanEmbeddings,
@@ -223,7 +229,8 @@ def load_index(directory: Path, plan: Plan, embeddings: PlanEmbeddings,
             if _sha256(directory / name) != digest:
                 raise IndexUnavailable(f"The index at {directory} is damaged: {name} does not "
                                        f"match its checksum in {MANIFEST_FILE}: {REBUILD_HINT}.")
-        units = [Unit(**u) for u in json.loads((directory / UNITS_FILE).read_text("utf-8"))]
+        units = [Unit(**{**u, "tokens": tuple(u.get("tokens") or ())})
+                 for u in json.loads((directory / UNITS_FILE).read_text("utf-8"))]
         faiss_index = faiss.read_index(str(directory / INDEX_FILE))
     except IndexUnavailable:
         raise
@@ -253,4 +260,8 @@ def load_index(directory: Path, plan: Plan, embeddings: PlanEmbeddings,
     if problems:
         raise IndexUnavailable(f"The index at {directory} is stale: {'; '.join(problems)}: "
                                f"{REBUILD_HINT}.")
+    if manifest.get("tokenizer") != tokenizer_signature():
+        # Terms cut by another jieba would not match the question's: cut them again at
+        # start (a second or so); the vectors are still good.
+        units = [replace(u, tokens=()) for u in units]
     return PlanIndex(faiss_index, units, manifest)

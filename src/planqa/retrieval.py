@@ -175,7 +175,8 @@ class PlanSearcher:
         self._win_sentence = np.array(
             [slot[(self.units[i].passage_id, self.units[i].position)] for i in self._win_idx],
             dtype=np.int64)
-        tokens = [tokenize(u.text) for u in self.units]
+        # stored in the index when it was built by this tokenizer (see planqa.index)
+        tokens = [list(u.tokens) if u.tokens else tokenize(u.text) for u in self.units]
         self._unit_token_sets = [set(t) for t in tokens]
         self._sentence_token_sets: dict[str, list[set[str]]] = defaultdict(list)
         for i in self._sent_idx:

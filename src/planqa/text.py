@@ -94,6 +94,16 @@ STOPWORDS = frozenset(
 )
 
 
+def tokenizer_signature() -> str:
+    """What `tokenize` depends on (jieba's version and the stopwords): tokens stored by
+    one tokenizer are reused only by the same one."""
+    import hashlib
+    from importlib import metadata
+
+    stop = hashlib.sha256(" ".join(sorted(STOPWORDS)).encode()).hexdigest()[:12]
+    return f"jieba {metadata.version('jieba')}; search mode, lower-cased; stopwords {stop}"
+
+
 def word_frequency(word: str) -> int:
     """How often jieba's dictionary has seen `word` (0: not a word it knows)."""
     return int(_jieba().dt.FREQ.get(word) or 0)
