@@ -104,15 +104,16 @@ BLIND4_GATES = {
 
 #: blind5.jsonl: the blind set of 2026-12-03's second session (a sixth hand, the plan
 #: alone), weighted to how staff talk: 40 spoken, 25 English of 175 cases. First run on
-#: the session's starting code (493a717) in eval/runs/blind5-runs.md; measured once more
-#: on the session's finished code (in the comments); margins of about two questions.
+#: the session's starting code (493a717) in eval/runs/blind5-runs.md; gates set on its
+#: second run (margins of about two questions); its third, after one more threshold
+#: chosen on the dev sets, after "then".
 BLIND5_SET = DEFAULT_SET.with_name("blind5.jsonl")
 BLIND5_GATES = {
-    "retrieval.hit@1": 0.87,  # measured 0.896 (first run 0.866)
-    "answers.citation@1": 0.845,  # measured 0.868 (first run 0.805)
-    "answers.fact_recall": 0.78,  # measured 0.803 (first run 0.765)
-    "answers.refusal_recall": 0.85,  # measured 0.926 (first run 0.852; 27 turns)
-    "answers.false_refusal_rate": 0.095,  # at most; measured 0.075 (first run 0.121)
+    "retrieval.hit@1": 0.87,  # measured 0.896, then 0.896 (first run 0.866)
+    "answers.citation@1": 0.845,  # measured 0.868, then 0.885 (first run 0.805)
+    "answers.fact_recall": 0.78,  # measured 0.803, then 0.820 (first run 0.765)
+    "answers.refusal_recall": 0.85,  # measured 0.926, then 0.926 (first 0.852; 27 turns)
+    "answers.false_refusal_rate": 0.095,  # at most; measured 0.075, then 0.046 (first 0.121)
     "answers.verbatim": 1.0,
 }
 
