@@ -25,7 +25,7 @@ import os
 import random
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 # The server starter is the web tests' own (tools run from a checkout, beside tests/).
@@ -286,7 +286,8 @@ class Report:
 
 def _report(tally: Tally, users: int, seconds: float, before: dict[str, int],
             after: dict[str, int], cpu_s: float | None = None,
-            eval_set: Path = DEFAULT_EVAL_SET, workers: int = 1) -> Report:
+            eval_set: Path = DEFAULT_EVAL_SET, workers: int = 1,
+            warmup_s: float = 0.0) -> Report:
     lat = [x * 1000 for x in tally.latencies]  # none answered: NaN, shown as n/a
     wall = max(tally.finished - tally.started, 1e-9)
 
@@ -305,6 +306,7 @@ def _report(tally: Tally, users: int, seconds: float, before: dict[str, int],
         load_average=os.getloadavg()[0],
         threads=str(Settings.from_env().threads),  # what the server (same env) uses
         error_samples=tally.error_samples, eval_set=str(eval_set), workers=workers,
+        warmup_s=warmup_s,
     )
 
 
@@ -336,8 +338,8 @@ def run(users: int = 20, seconds: float = 60.0, port: int = 0, url: str = "",
         else:
             server = stack.enter_context(start_server(
                 port, app=app, env={"PLANQA_WORKERS": str(workers)}))
-        warmup = min(warmup, seconds / 4)
-        if warmup > 0:  # the memory figures are then growth under steady load
+        warmup = max(0.0, min(warmup, seconds / 4))
+        if warmup:  # the memory figures are then growth under steady load
             asyncio.run(drive(server.url, users, warmup, convs, token))
         before = _rss_kb(server.pid) if server.pid else {}
         cpu0 = _cpu_seconds(server.pid) if server.pid else None
@@ -345,8 +347,7 @@ def run(users: int = 20, seconds: float = 60.0, port: int = 0, url: str = "",
         after = _rss_kb(server.pid) if server.pid else {}
         cpu1 = _cpu_seconds(server.pid) if server.pid else None
     cpu_s = cpu1 - cpu0 if cpu0 is not None and cpu1 is not None else None
-    report = replace(_report(tally, users, seconds, before, after, cpu_s, eval_set, workers),
-                     warmup_s=max(warmup, 0.0))
+    report = _report(tally, users, seconds, before, after, cpu_s, eval_set, workers, warmup)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "load.md").write_text(report.markdown(), encoding="utf-8")

@@ -272,6 +272,12 @@ _FRAME_NOUNS = frozenset("问题 目标 方面 内容 情况 要求 时候 时�
 _CLAUSE_BREAK = re.compile(r"[,，。;；:：?？!！\s]")
 
 
+def _same_clause(a: tuple[int, int], b: tuple[int, int], breaks: list[int]) -> bool:
+    """No clause break (punctuation, a space) stands between the spans `a` and `b`."""
+    lo, hi = min(a[1], b[0]), max(a[0], b[1])
+    return not any(lo <= c < hi for c in breaks)
+
+
 def uncovered_qualifier(asked: Query, sentences: list[str], passage: Passage,
                         plan: Plan) -> str | None:
     """A body, group or kind the factoid question names that the quoted sentences do
@@ -296,8 +302,8 @@ def uncovered_qualifier(asked: Query, sentences: list[str], passage: Passage,
         if (not flag.startswith(("n", "b")) or len(word) < 2 or word in STOPWORDS
                 or word in _FRAME_NOUNS or word in quoted
                 or any(a < pos and start < b for a, b in spans)
-                or (spans and not any(not any(min(pos, a) <= c < max(start, b) for c in breaks)
-                                      for a, b in spans))):
+                or (spans and not any(_same_clause((start, pos), span, breaks)
+                                      for span in spans))):
             continue
         if (word not in passage.text_simplified if word in plan.text_simplified
                 else not set(word) & set(quoted)):

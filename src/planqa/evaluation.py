@@ -118,13 +118,18 @@ BLIND5_GATES = {
 }
 
 
+#: The sets with gates of their own (any other set has the main GATES).
+SET_GATES: dict[Path, dict[str, float]] = {
+    HELDOUT_SET: HELDOUT_GATES, BLIND2_SET: BLIND2_GATES, BLIND3_SET: BLIND3_GATES,
+    BLIND4_SET: BLIND4_GATES, BLIND5_SET: BLIND5_GATES,
+}
+
+
 def gates_for(path: Path | None) -> dict[str, float]:
     """The gates of an eval set: the held-out and blind sets have their own, any other
     set the main ones."""
     name = path.name if path is not None else ""
-    return {HELDOUT_SET.name: HELDOUT_GATES, BLIND2_SET.name: BLIND2_GATES,
-            BLIND3_SET.name: BLIND3_GATES, BLIND4_SET.name: BLIND4_GATES,
-            BLIND5_SET.name: BLIND5_GATES}.get(name, GATES)
+    return next((g for p, g in SET_GATES.items() if p.name == name), GATES)
 
 
 @dataclass(frozen=True)

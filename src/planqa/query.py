@@ -105,6 +105,12 @@ class Query:
         return self.text
 
 
+def input_window(question: str, max_chars: int = 2000) -> str:
+    """As much of the raw input as a question of `max_chars` can come from: it is cut
+    before cleaning too, so a megabyte of input costs nothing."""
+    return question[: max_chars * 2]
+
+
 def parse_query(question: str | Query, max_chars: int = 2000) -> Query:
     """Clean, truncate and read a question; a Query passes through unchanged.
 
@@ -113,8 +119,7 @@ def parse_query(question: str | Query, max_chars: int = 2000) -> Query:
         return question
     if not isinstance(question, str):
         raise InvalidQuestion("question must be a string")
-    # Cut before cleaning too, so a megabyte of input costs nothing.
-    text = clean_input(question[: max_chars * 2])[:max_chars]
+    text = clean_input(input_window(question, max_chars))[:max_chars]
     if not text:
         raise InvalidQuestion("问题为空：请输入一个问题。(The question is empty.)")
     simplified = to_simplified(text)

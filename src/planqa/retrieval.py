@@ -29,7 +29,7 @@ from planqa.embeddings import PlanEmbeddings
 from planqa.errors import InvalidQuestion
 from planqa.homophones import Homophones
 from planqa.index import PlanIndex, Unit
-from planqa.query import Query, parse_query
+from planqa.query import Query, input_window, parse_query
 from planqa.refs import LAST, Reference, parse_reference
 from planqa.text import tokenize
 
@@ -204,12 +204,10 @@ class PlanSearcher:
     def parse(self, question: str | Query) -> Query:
         """The question read once (see planqa.query), its homophone typos read as the
         plan's words (see planqa.homophones); InvalidQuestion if it is empty."""
-        if isinstance(question, Query):
-            return question
-        if not isinstance(question, str):
-            raise InvalidQuestion("question must be a string")
+        if not isinstance(question, str):  # a Query passes, anything else is refused
+            return parse_query(question)
         # parse_query reads no further than this: a megabyte question is not a cache key
-        return self._parse(question[: self.max_question_chars * 2])
+        return self._parse(input_window(question, self.max_question_chars))
 
     def _parse_uncached(self, question: str) -> Query:
         q = parse_query(question, self.max_question_chars)
