@@ -179,10 +179,10 @@ def test_enumerate_items_trims_lead_in_and_tail():
     ("试点在哪些省份？", "place"),
     ("这个平台在哪里报名？", "errand"),  # a site, an address: never in the plan
     ("Where can I sign up for the training?", "errand"),
-    ("小会议室怎么预约", "errand"),
+    ("大礼堂怎么预约", "errand"),
     ("秘书长招聘有年龄限制吗，多大以下才能报", "age"),
     ("查实以后几年内不能再申报？", "date"),
-    ("有意见都不知道跟谁说", None),  # a channel to be heard, not a body
+    ("我们的想法不知道该跟谁说", None),  # a channel to be heard, not a body
     ("这事归谁管？", "agent"),
     ("学会党建的毛病主要出在哪？", None),  # where = in what respect
     ("全国代表大会几年开一次？", "frequency"),

@@ -26,8 +26,8 @@ def test_a_typo_reads_as_the_plan_word_that_sounds_the_same(homophones, typed, m
     "省级科协的比例要达到多少？",  # 省级 is not 升级
     "方案提出了几条基本原则？",  # the plan's own words
     "How many people will the staff be cut to?",
-    "北京今天限号尾号是几",  # 是几 is asking (not 事迹), 尾号 no 有效 (rare readings)
-    "会议室在哪预约",  # 在哪 is not the plan's 在内
+    "天津今天限号尾号是几",  # 是几 is asking (not 事迹), 尾号 no 有效 (rare readings)
+    "报告厅在哪预约",  # 在哪 is not the plan's 在内
     "老一班人还在那坐着",  # nor is 在那
     "",
 ])
