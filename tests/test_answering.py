@@ -149,6 +149,25 @@ def test_a_deadline_is_not_a_time_anchor(question, anchor):
     assert asks_for_anchor(question) is anchor
 
 
+@pytest.mark.parametrize(("question", "anchor"), [
+    ("科协机关现在有多少人？", True),  # today's head-count: the plan gives only targets
+    ("How many staff does the society office have now?", True),
+    ("现在学会的秘书长由谁来聘？", False),  # "now" = under the plan, for a body
+    ("Under the reform, who hires a society's secretary-general now?", False),
+    ("现任主席是谁？", True),
+])
+def test_now_anchors_a_figure_not_a_body(question, anchor):
+    from planqa.answer_type import asks_for_anchor, expected_type
+
+    assert asks_for_anchor(question, expected_type(question)) is anchor
+
+
+def test_now_under_the_plan_is_answered_with_the_body(qa):
+    a = qa.ask("In the reformed system, who gets to hire a society's secretary-general now?")
+    assert a.found and a.citations[0].ref == "三、3"
+    assert "理事会聘任秘书长制" in a.text
+
+
 @pytest.mark.parametrize(("question", "topic"), [
     ("方案里讲到科普的地方，一条条列出来", "科普"),
     ("学术交流在方案里哪几处有要求？", "学术交流"),

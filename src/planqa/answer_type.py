@@ -118,8 +118,12 @@ TYPES: tuple[AnswerType, ...] = (
 # A bare 之前/以前 after a time word is a deadline ("啥时候之前要弄完"), not an anchor.
 _ANCHOR_ASKS = re.compile(r"改革(?:之)?前|(?<!时候)(?<!年)(?<!月)(?<!底)(?:之前|以前)|原来|原先|"
                           # "转过去" moves something over; it is no time
-                          r"(?<![转调回拿送搬带跑走])过去|现任|目前|现在|现有|当前|"
-                          r"\b(?:before the reform|currently|at present|now)\b", re.I)
+                          r"(?<![转调回拿送搬带跑走])过去|现任|目前|现有|当前|"
+                          r"\b(?:before the reform|currently|at present)\b", re.I)
+# "现在"/"now" asks for today's value only of a figure ("现在有多少人"); with a body or a
+# person it means "under the plan" ("现在谁来聘任秘书长", "who gets to hire … now?").
+_NOW = re.compile(r"现在|\bnow\b", re.I)
+_FIGURES = frozenset({"money", "age", "frequency", "ratio", "count", "figure"})
 _ANCHOR_HOLDS = re.compile(r"目前|现有|现行|原有|现任|由[^,。]{0,20}提高|当前")
 
 
@@ -139,8 +143,11 @@ def expected_type(question: str) -> AnswerType | None:
     return None
 
 
-def asks_for_anchor(question: str) -> bool:
-    return bool(_ANCHOR_ASKS.search(question))
+def asks_for_anchor(question: str, asked: AnswerType | None = None) -> bool:
+    """Does the question ask for a value before or outside the plan ("改革前有多少")?"""
+    if _ANCHOR_ASKS.search(question):
+        return True
+    return asked is not None and asked.name in _FIGURES and bool(_NOW.search(question))
 
 
 def sentence_answers(question: str, sentence: str) -> bool:
@@ -151,4 +158,4 @@ def sentence_answers(question: str, sentence: str) -> bool:
     if not t.holds.search(sentence):
         return False
     # Only a question after a fact can ask for its earlier value ("改革前有多少").
-    return not (asks_for_anchor(question) and not _ANCHOR_HOLDS.search(sentence))
+    return not (asks_for_anchor(question, t) and not _ANCHOR_HOLDS.search(sentence))
