@@ -133,6 +133,25 @@ def test_glossary_matches_ies_plurals():
     assert english_terms("the keys") == []  # a vowel before the y: no "kie"
 
 
+def test_english_words_without_a_plan_term_count_against_the_share(searcher):
+    from planqa.text import english_unknown
+
+    assert english_unknown("What will the euro exchange rate be next month?") == [
+        "euro", "rate", "next", "month"]  # "exchange" is 交流; the rest are asking words
+    assert english_unknown("Who hires a society's secretary-general?") == []
+    # 交流 is in several passages, but it is a quarter of the question, not all of it
+    (hit,) = searcher.search("What will the euro exchange rate be next month?", k=1)
+    assert hit.lexical < 0.2
+    (hit,) = searcher.search("How are academic exchanges organised?", k=1)
+    assert hit.lexical > 0.5
+
+
+def test_english_questions_the_plan_does_not_cover_are_refused(qa):
+    assert not qa.ask("What will the euro exchange rate be next month?").found
+    a = qa.ask("Which academic exchange activities should societies organise?")
+    assert a.found and "学术交流" in a.text
+
+
 def test_a_line_that_only_announces_the_text_is_never_a_hit(searcher, plan):
     announcing = [p for p in plan.passages if p.announces]
     assert [p.text_simplified for p in announcing] == ["《科协系统深化改革实施方案》全文如下。"]

@@ -16,7 +16,14 @@ from dataclasses import dataclass
 from planqa.answer_type import AnswerType, expected_type
 from planqa.errors import InvalidQuestion
 from planqa.refs import Reference, parse_reference
-from planqa.text import clean_input, english_terms, has_cjk, is_traditional, to_simplified
+from planqa.text import (
+    clean_input,
+    english_terms,
+    english_unknown,
+    has_cjk,
+    is_traditional,
+    to_simplified,
+)
 
 #: The shapes of answer a question can want.
 STRUCTURE, ROUNDUP, LIST, PLAIN = "structure", "roundup", "list", "plain"
@@ -91,6 +98,8 @@ class Query:
     reference: Reference | None  # a direct reference such as 二、5
     answer_type: AnswerType | None  # the kind of fact asked for, if any
     shape: str  # STRUCTURE | LIST | PLAIN
+    #: its English content words the glossary has no plan term for (see text.english_unknown)
+    english_unknown: tuple[str, ...] = ()
 
     @property
     def english(self) -> bool:
@@ -131,6 +140,7 @@ def parse_query(question: str | Query, max_chars: int = 2000) -> Query:
         reference=parse_reference(simplified),
         answer_type=expected_type(simplified),
         shape=classify_normalized(simplified),
+        english_unknown=tuple(english_unknown(simplified)) if not has_cjk(text) else (),
     )
 
 

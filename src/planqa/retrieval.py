@@ -62,6 +62,9 @@ CHANNEL_WEIGHTS = {"dense_sentence": 1.0, "bm25_sentence": 1.0, "dense_passage":
 #: Measured hit@1: qa.jsonl 0.908 → 0.915; held-out 0.868 → 0.912.
 LEXICAL_CHANNELS = ("bm25_sentence", "bm25_passage", "bm25_link", "heading")
 LEXICAL_TRUST = 2 / 3
+#: How much an English content word the glossary cannot map counts against a passage's
+#: share of the question's terms, as a fraction of an unseen Chinese term's weight.
+ENGLISH_UNKNOWN_WEIGHT = 1.0
 
 
 @dataclass(frozen=True)
@@ -281,11 +284,13 @@ class PlanSearcher:
     def _coverage(self, terms: list[str], vocab: set[str]) -> float:
         return float(self._coverages(terms, [vocab])[0])
 
-    def _coverages(self, terms: list[str], vocabs: list[set[str]]) -> np.ndarray:
+    def _coverages(self, terms: list[str], vocabs: list[set[str]],
+                   unknown: int = 0) -> np.ndarray:
         """IDF-weighted share of `terms` in each vocabulary (the terms' weights are
-        looked up once, not once per passage or sentence)."""
+        looked up once, not once per passage or sentence); `unknown` more words, found
+        in none, weigh as a term the plan never uses."""
         weights = {t: self._idf.get(t, self._idf_unseen) for t in set(terms)}
-        total = sum(weights.values())
+        total = sum(weights.values()) + unknown * ENGLISH_UNKNOWN_WEIGHT * self._idf_unseen
         if not total:
             return np.zeros(len(vocabs))
         return np.array([sum(w for t, w in weights.items() if t in v) for v in vocabs]) / total
@@ -353,7 +358,11 @@ class PlanSearcher:
         channels, floors, sent_dense, terms = self.channel_scores(q)
         weights = weights or CHANNEL_WEIGHTS
         n = len(self.passage_ids)
-        coverage = self._coverages(terms, self._passage_token_sets)
+        # An English word with no plan term ("usd") is part of the question no passage
+        # holds, as an unseen Chinese word is: "What is the USD exchange rate?" is not
+        # wholly about 交流.
+        coverage = self._coverages(terms, self._passage_token_sets,
+                                   unknown=len(set(q.english_unknown)))
         trust = LEXICAL_TRUST * float(coverage.max()) if n else 0.0
         # Weighted sum of min-max normalized channel scores: unlike rank fusion it keeps
         # how far ahead a channel's best passage is (measured on eval/: 0.88 vs 0.84 hit@1).

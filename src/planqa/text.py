@@ -153,14 +153,49 @@ def _glossary() -> tuple[tuple[re.Pattern[str], str], ...]:
     return tuple((rx, zh) for _, rx, zh in entries)
 
 
-def english_terms(text: str) -> list[str]:
-    """The plan's Chinese terms for the English phrases in `text` (longest match wins)."""
-    if not _LATIN.search(text):
-        return []
+#: English words that carry no topic of their own: function words, question words and
+#: the verbs of asking ("what does the plan say about …"). Any other word the glossary
+#: does not know is a topic the plan has no term for.
+ENGLISH_STOPWORDS = frozenset("""
+a an the this that these those there here it its it's they them their we our us you your
+i i'm i've me my he she his her who whom whose what which when where why how whether if
+or and but not no nor so also just only very really actually quite even still already yet
+ever again any some all each every both either neither more most much many few lot lots
+other another such own same than then too of to in on at by for with from about into onto
+over under as up down out off between through during before after within without per via
+is are was were be been being am do does did done doing have has had having will would
+shall should can could may might must ought get gets got getting go goes going gone want
+wants need needs let like know tell say says said saying talk talks mention mentions
+mentioned mean means supposed think please exactly anything something everything nothing
+thing things stuff kind sort way part bit well right ok okay hey hi thanks now new old plan
+plans document reform reforms text paper policy policies anyone someone everyone one ones
+s t d ll re ve m don doesn didn isn aren wasn weren won can't cannot
+""".split())
+_ENGLISH_WORD = re.compile(r"[a-z][a-z'\-]*[a-z]|[a-z]")
+
+
+def _read_english(text: str) -> tuple[list[str], str]:
+    """The plan's Chinese terms for the English phrases in `text` (longest match wins),
+    and what is left of the lower-cased text once they are taken out."""
     rest = text.lower()
+    if not _LATIN.search(text):
+        return [], rest
     found: list[str] = []
     for rx, zh in _glossary():
         if rx.search(rest):
             found.extend(t for t in zh.split() if t not in found)
             rest = rx.sub(" ", rest)
-    return found
+    return found, rest
+
+
+def english_terms(text: str) -> list[str]:
+    """The plan's Chinese terms for the English phrases in `text` (longest match wins)."""
+    return _read_english(text)[0]
+
+
+def english_unknown(text: str) -> list[str]:
+    """The English content words of `text` the glossary has no plan term for ("usd",
+    "exchange rate" but for "exchange"): topics the plan may not cover at all."""
+    rest = _read_english(text)[1]
+    words = (w.strip("'-") for w in _ENGLISH_WORD.findall(rest))
+    return [w for w in words if len(w) > 1 and w not in ENGLISH_STOPWORDS]
