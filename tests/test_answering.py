@@ -198,6 +198,7 @@ def test_enumerate_items_trims_lead_in_and_tail():
     ("试点在哪些省份？", "place"),
     ("这个平台在哪里报名？", "errand"),  # a site, an address: never in the plan
     ("Where can I sign up for the training?", "errand"),
+    ("Where can I get a new staff badge printed?", "errand"),
     ("大礼堂怎么预约", "errand"),
     ("秘书长招聘有年龄限制吗，多大以下才能报", "age"),
     ("查实以后几年内不能再申报？", "date"),

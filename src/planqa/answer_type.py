@@ -69,7 +69,8 @@ TYPES: tuple[AnswerType, ...] = (
                           r"申请|缴费?|交费)|(?:怎么|如何|咋|去哪)(?:预约|下载|请假|报销|缴费|"
                           r"交费|买票)|"
                           r"\bwhere (?:can|do|should) (?:i|we) (?:download|book|register|"
-                          r"sign up|apply|buy)\b|\bhow (?:do|can) (?:i|we) (?:book|download)\b",
+                          r"sign up|apply|buy|get|find)\b|"
+                          r"\bhow (?:do|can) (?:i|we) (?:book|download)\b",
                           re.I),
                re.compile(r"https?://|www\.|网址|电话|地址|窗口|办事大厅")),
     # An age limit: the plan gives one age only (45岁以下 for young delegates).
