@@ -117,11 +117,21 @@ BLIND5_GATES = {
     "answers.verbatim": 1.0,
 }
 
+BLIND6_SET = DEFAULT_SET.with_name("blind6.jsonl")
+BLIND6_GATES = {
+    "retrieval.hit@1": 0.91,  # measured 0.938 (first run 0.917)
+    "answers.citation@1": 0.865,  # measured 0.892 (first run 0.881)
+    "answers.fact_recall": 0.85,  # measured 0.877 (first run 0.871)
+    "answers.refusal_recall": 0.74,  # measured 0.778 (first run 0.815; 27 turns)
+    "answers.false_refusal_rate": 0.075,  # at most; measured 0.049 (first run 0.049)
+    "answers.verbatim": 1.0,
+}
+
 
 #: The sets with gates of their own (any other set has the main GATES).
 SET_GATES: dict[Path, dict[str, float]] = {
     HELDOUT_SET: HELDOUT_GATES, BLIND2_SET: BLIND2_GATES, BLIND3_SET: BLIND3_GATES,
-    BLIND4_SET: BLIND4_GATES, BLIND5_SET: BLIND5_GATES,
+    BLIND4_SET: BLIND4_GATES, BLIND5_SET: BLIND5_GATES, BLIND6_SET: BLIND6_GATES,
 }
 
 
