@@ -383,6 +383,9 @@ def _sentence_with(plan, ref, needle):
     # the speaker's setting, in another clause, is no qualifier; nor is 合格 (a standard)
     ("他的编制还留在所里吗？得待多久才能回来", "二、1", "人事关系保留在原单位", None),
     ("学会理事里基层的人得占多少才算合格", "三、3", "四分之三以上", None),
+    # the asked time in other words (限期, 时限) is the question, not whom it is for
+    ("编制精简的限期到啥时候", "二、2", "1120", None),
+    ("事业单位压缩有时限吗，时限到哪年", "二、2", "13个", None),
 ])
 def test_uncovered_qualifier(plan, question, ref, needle, expected):
     from planqa.answering import uncovered_qualifier
