@@ -18,8 +18,7 @@ from planqa.errors import InvalidQuestion
 from planqa.refs import Reference, parse_reference
 from planqa.text import (
     clean_input,
-    english_terms,
-    english_unknown,
+    english_reading,
     has_cjk,
     is_traditional,
     to_simplified,
@@ -132,15 +131,19 @@ def parse_query(question: str | Query, max_chars: int = 2000) -> Query:
     if not text:
         raise InvalidQuestion("问题为空：请输入一个问题。(The question is empty.)")
     simplified = to_simplified(text)
+    cjk = has_cjk(text)
+    # the glossary is read once for both: the plan's terms for any English phrase, and
+    # (for a question wholly in English) the words it has none for
+    terms, unknown = english_reading(simplified)
     return Query(
         text=text,
         simplified=simplified,
-        traditional=has_cjk(text) and is_traditional(text),
-        english_terms=tuple(english_terms(simplified)),
+        traditional=cjk and is_traditional(text),
+        english_terms=tuple(terms),
         reference=parse_reference(simplified),
         answer_type=expected_type(simplified),
         shape=classify_normalized(simplified),
-        english_unknown=tuple(english_unknown(simplified)) if not has_cjk(text) else (),
+        english_unknown=() if cjk else tuple(unknown),
     )
 
 

@@ -193,9 +193,14 @@ def english_terms(text: str) -> list[str]:
     return _read_english(text)[0]
 
 
+def english_reading(text: str) -> tuple[list[str], list[str]]:
+    """`english_terms` and `english_unknown` of `text` from one pass over the glossary."""
+    found, rest = _read_english(text)
+    words = (w.strip("'-") for w in _ENGLISH_WORD.findall(rest))
+    return found, [w for w in words if len(w) > 1 and w not in ENGLISH_STOPWORDS]
+
+
 def english_unknown(text: str) -> list[str]:
     """The English content words of `text` the glossary has no plan term for ("usd",
     "exchange rate" but for "exchange"): topics the plan may not cover at all."""
-    rest = _read_english(text)[1]
-    words = (w.strip("'-") for w in _ENGLISH_WORD.findall(rest))
-    return [w for w in words if len(w) > 1 and w not in ENGLISH_STOPWORDS]
+    return english_reading(text)[1]
