@@ -1,5 +1,7 @@
 """The retriever as other programs use it: LangChain Documents with fixed metadata."""
 
+import random
+
 import pytest
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
@@ -170,6 +172,15 @@ def test_postings_bm25_gives_rank_bm25s_numbers_bit_for_bit():
     for query in (["改革"], ["学会", "编制", "学会"], ["没有的词"], [], ["科普", "秘书处"]):
         assert np.array_equal(_PostingsBM25(corpus).get_scores(query),
                               BM25Okapi(corpus).get_scores(query)), query
+    # Many documents and terms, repeated terms and empty documents: the postings are
+    # built in one array expression, so its grouping must hold at scale too.
+    rng = random.Random(7)
+    words = [f"词{i}" for i in range(60)]
+    corpus = [rng.choices(words, k=rng.randrange(0, 12)) for _ in range(400)]
+    ours, theirs = _PostingsBM25(corpus), BM25Okapi(corpus)
+    for _ in range(50):
+        query = rng.choices([*words, "没有的词"], k=rng.randrange(1, 6))
+        assert np.array_equal(ours.get_scores(query), theirs.get_scores(query)), query
 
 
 def test_parse_reads_a_question_once_and_keeps_no_megabyte_keys(searcher):

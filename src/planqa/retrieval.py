@@ -31,7 +31,7 @@ from planqa.homophones import Homophones
 from planqa.index import PlanIndex, Unit
 from planqa.query import Query, input_window, parse_query
 from planqa.refs import LAST, Reference, parse_reference
-from planqa.text import tokenize
+from planqa.text import prime_jieba, tokenize
 
 #: How much the question links count (staff's own words for a passage), against 1.0 for
 #: each sentence channel. Chosen on qa.jsonl and heldout.jsonl with ~600 links (hit@1,
@@ -98,20 +98,26 @@ class _PostingsBM25:
     def __init__(self, corpus: list[list[str]]) -> None:
         bm = BM25Okapi(corpus)
         self.corpus_size = bm.corpus_size
-        doc_len = np.array(bm.doc_len)
-        docs: dict[str, list[int]] = defaultdict(list)
-        freqs: dict[str, list[int]] = defaultdict(list)
+        term_ids: dict[str, int] = {}
+        pair_term, pair_doc, pair_f = [], [], []
         for d, counts in enumerate(bm.doc_freqs):
             for term, f in counts.items():
-                docs[term].append(d)
-                freqs[term].append(f)
-        self._postings: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        for term, ids in docs.items():
-            idx, f = np.array(ids), np.array(freqs[term])
-            # BM25Okapi.get_scores's expression, on the documents holding the term
-            weight = (bm.idf.get(term) or 0) * (f * (bm.k1 + 1) / (
-                f + bm.k1 * (1 - bm.b + bm.b * doc_len[idx] / bm.avgdl)))
-            self._postings[term] = (idx, weight)
+                pair_term.append(term_ids.setdefault(term, len(term_ids)))
+                pair_doc.append(d)
+                pair_f.append(f)
+        # One array expression for every (term, document) pair, grouped by term
+        # afterwards: per term it is 7,000 small numpy calls (0.15 s of a cold start).
+        terms = np.array(pair_term, dtype=np.intp)
+        order = np.argsort(terms, kind="stable")  # documents stay ascending
+        idx, f = np.array(pair_doc, dtype=np.intp)[order], np.array(pair_f)[order]
+        idf = np.array([bm.idf.get(term) or 0 for term in term_ids], dtype=float)[terms[order]]
+        # BM25Okapi.get_scores's expression, on the documents holding each term
+        weight = idf * (f * (bm.k1 + 1) / (
+            f + bm.k1 * (1 - bm.b + bm.b * np.array(bm.doc_len)[idx] / bm.avgdl)))
+        bounds = np.cumsum(np.bincount(terms, minlength=len(term_ids)))
+        self._postings: dict[str, tuple[np.ndarray, np.ndarray]] = {
+            term: (idx[lo:hi], weight[lo:hi])
+            for term, lo, hi in zip(term_ids, [0, *bounds[:-1]], bounds, strict=True)}
 
     def get_scores(self, query: list[str]) -> np.ndarray:
         score = np.zeros(self.corpus_size)
@@ -516,6 +522,7 @@ def load_searcher(settings: Settings | None = None, batch_queries: bool = False)
     from planqa.links import read_links
 
     settings = settings or Settings.from_env()
+    prime_jieba(settings.cache_dir)
     plan = load_plan(settings.plan_path)
     embeddings = load_embeddings(settings)
     index = load_index(settings.index_dir, plan, embeddings, read_links(settings.links_path))
