@@ -2,7 +2,7 @@
 
 import pytest
 
-from planqa.conversation import follow_up_kind, resolve
+from planqa.conversation import PRIOR_CLAUSE, follow_up_kind, is_bare_request, resolve
 from planqa.refs import cited_passages
 
 
@@ -24,6 +24,10 @@ def test_cited_passages_are_read_back_from_the_source_line(plan):
     ("选什么人？", "tentative"),  # a question word and no topic of its own
     ("今天天气怎么样？", ""),
     ("学会秘书长能不能由学会自己聘任？", ""),
+    ("具体怎么做？", "explicit"),  # a bare request: nothing named, more of the same clause
+    ("为啥要这样", "explicit"),
+    ("why?", "explicit"),
+    ("科普怎么做？", "tentative"),  # names a topic: may stand alone
 ])
 def test_follow_up_kind(question, kind, plan):
     assert follow_up_kind(question, plan) == kind
@@ -118,3 +122,31 @@ def test_the_follow_ups_words_count_even_where_the_plans_tokens_split_them(qa):
     assert a1.citations[0].ref == "四、1"
     a2 = qa.ask("那线上呢？", [(q1, a1.text)])
     assert a2.citations[0].ref == "四、1" and "线上交流" in a2.text
+
+
+@pytest.mark.parametrize(("question", "bare"), [
+    ("具体怎么做？", True), ("为什么", True), ("这样做的目的是什么", True), ("展开说说", True),
+    ("能举个例子吗", True), ("原文怎么写的", True), ("English please?", True),
+    ("who is responsible?", True),
+    ("科普怎么做？", False), ("编制呢？", False), ("多少人", False), ("明天下雨吗", False),
+    ("what about funding?", False), ("？", False),
+])
+def test_bare_request(question, bare):
+    assert is_bare_request(question) is bare
+
+
+def test_a_bare_request_stays_in_the_clause_with_no_focus_of_its_own(plan):
+    q1 = "科协机关编制要怎么改"
+    a1 = "……（出处：第二部分“改革联系服务科技工作者的体制机制”第2条“深化科协机关改革…”）"
+    r = resolve("具体怎么做？", [(q1, a1)], plan)
+    assert r.follow_up and r.prior == {"二.2": PRIOR_CLAUSE} and r.focus == ""
+    assert not r.tentative
+
+
+@pytest.mark.parametrize("follow_up", ["具体怎么做？", "为啥要这样", "why?"])
+def test_a_bare_request_is_answered_from_the_clause_just_quoted(qa, follow_up):
+    q1 = "科协机关编制要怎么改"
+    a1 = qa.ask(q1)
+    assert a1.citations[0].ref == "二、2"
+    a2 = qa.ask(follow_up, [(q1, a1.text)])
+    assert a2.found and a2.citations[0].ref == "二、2"

@@ -35,6 +35,19 @@ _MORE = re.compile(r"除了?(?:这|那|上面|前面|刚才)|除此之外|此外
                    r"还有(?:别的|其他|其它|啥|什么|哪些)|还有吗|还有呢|"
                    r"\b(?:what|anything) else\b|\bbesides (?:this|that)\b", re.I)
 _QUOTED = re.compile(r"“([^”]+)”")
+# A request about the clause just quoted that names nothing of its own: "具体怎么做",
+# "为啥要这样", "展开说说", "why?", "in English please". Every word of it (jieba's,
+# less the stopwords) is one of these.
+_BARE_WORDS = frozenset(
+    "具体 具体内容 体内 内容 详细 详情 细说 细节 展开 说 说说 讲 讲讲 解释 举 举个 举例 例子 "
+    "做 怎么做 怎么办 办 搞 弄 干 整 咋 咋办 咋整 咋弄 咋做 落实 做法 目的 意思 原因 为啥 为何 "
+    "干嘛 凭 凭啥 这样 这么 这么做 这样做 原文 写 再 能 可以 请 点 些 下 还 就 有 啥 要求 规定 "
+    "安排 措施 时候 什么时候 负责 牵头 呀 嘛 "
+    "why how when who where what which exactly specifically concretely detail details more "
+    "explain explanation mean means meaning example examples english chinese please tell me "
+    "about that this it so and do does did is are was the a an in of for say says said plan "
+    "again can could you would elaborate further go on they them their we responsible "
+    "charge".split())
 #: Prior weights, in units of one channel's full range (see PlanSearcher.search).
 PRIOR_CLAUSE, PRIOR_TOPIC = 1.0, 0.3
 _CONTENT = re.compile(r"[^\W_]", re.UNICODE)
@@ -68,13 +81,21 @@ def _vocabulary(plan: Plan) -> frozenset[str]:
     return frozenset(t for p in plan.passages for t in tokenize(p.text_simplified))
 
 
+def is_bare_request(question: str) -> bool:
+    """A follow-up that asks more of the clause just quoted and names nothing else
+    ("具体怎么做？", "为啥", "why?"): it stays in that clause."""
+    q = clean_input(question)
+    return _content_len(q) > 0 and all(t in _BARE_WORDS for t in tokenize(normalize_query(q)))
+
+
 def follow_up_kind(question: str, plan: Plan) -> str:
     """"explicit" when the question leans on an earlier turn by its form ("那X呢？",
     "这一条…", "第二个原则…"); "tentative" when it is merely short and speaks only of
     things the plan has words for ("最晚什么时候完成？", not "明天会下雨吗？"); else ""."""
     q = clean_input(question).lower()
     core = q.rstrip("？?。.!！ ")
-    if _CLAUSE_ANAPHORA.search(q) or _ENTITY_ANAPHORA.search(q) or _ORDINAL_ITEM.search(q):
+    if (_CLAUSE_ANAPHORA.search(q) or _ENTITY_ANAPHORA.search(q) or _ORDINAL_ITEM.search(q)
+            or is_bare_request(q)):
         return "explicit"
     if _ORDINAL_ANY.search(q) and _content_len(core) <= 12:
         return "explicit"
@@ -140,9 +161,11 @@ def _resolve_one(question: str, previous: Resolved, previous_answer: str,
             break
     focus = focus.rstrip("？?。.!！ ").removesuffix("呢").removesuffix("又如何").strip()
     # "这一条具体怎么落实" stays inside the earlier clause; "它…" or "那X呢" only leans on it.
-    weight = PRIOR_CLAUSE if _CLAUSE_ANAPHORA.search(q) else PRIOR_TOPIC
+    bare = is_bare_request(q)
+    weight = PRIOR_CLAUSE if _CLAUSE_ANAPHORA.search(q) or bare else PRIOR_TOPIC
     prior = {cited[0]: weight} if cited else {}
-    explicit_focus = "" if _ENTITY_ANAPHORA.search(focus) or _CLAUSE_ANAPHORA.search(focus) \
+    explicit_focus = "" if (bare or _ENTITY_ANAPHORA.search(focus)
+                            or _CLAUSE_ANAPHORA.search(focus)) \
         else _QUESTION_WORDS.sub("", focus)
     # "还有别的吗" twice running: neither earlier answer's sentences again
     seen = (previous.seen + tuple(_QUOTED.findall(to_simplified(previous_answer)))
