@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import pickle
+import struct
 
 import jieba
 import pytest
@@ -29,12 +29,16 @@ def fresh(monkeypatch) -> jieba.Tokenizer:
 
 
 def _cache_file(cache_dir):
-    (path,) = (cache_dir / "jieba").glob("prefix-*.pickle")
+    (path,) = (cache_dir / "jieba").glob("prefix-*.bin")
     return path
 
 
 def test_primed_dictionary_is_jiebas_own(tmp_path, fresh, reference):
+    stale = tmp_path / "jieba" / "prefix-0.41-1-1.pickle"  # an older jieba's, or format's
+    stale.parent.mkdir()
+    stale.write_bytes(b"old")
     prime_jieba(tmp_path)
+    assert not stale.exists()
     assert fresh.initialized and _cache_file(tmp_path).stat().st_size > 0
     assert fresh.total == reference.total and fresh.FREQ == reference.FREQ
     assert fresh.lcut(QUESTION) == reference.lcut(QUESTION)
@@ -51,28 +55,43 @@ def test_second_start_reads_the_cache_without_rebuilding(tmp_path, monkeypatch, 
     assert second.initialized and second.FREQ == reference.FREQ
 
 
-class _Exploit:
-    def __reduce__(self):
-        return (pytest.fail, ("a cache file ran code",))
+def _truncated(path):
+    return path.read_bytes()[:-3]
 
 
-@pytest.mark.parametrize("content", [
-    b"not a pickle at all",
-    b"",
-    pickle.dumps(["a", "list"]),
-    pickle.dumps(_Exploit()),  # names a function: refused, never called
-], ids=["garbage", "empty", "wrong-shape", "names-a-function"])
-def test_bad_cache_file_is_rebuilt_not_trusted(tmp_path, monkeypatch, reference, content):
+def _miscounted(path):
+    data = bytearray(path.read_bytes())
+    struct.pack_into("<q", data, 0, struct.unpack_from("<q", data)[0] + 1)
+    return bytes(data)
+
+
+def _flipped(path):
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0x01  # one word changed, every count intact
+    return bytes(data)
+
+
+@pytest.mark.parametrize("damage", [
+    lambda path: b"not a prefix dictionary at all",
+    lambda path: b"",
+    _truncated,
+    _miscounted,
+    _flipped,
+], ids=["garbage", "empty", "truncated", "miscounted", "flipped"])
+def test_bad_cache_file_is_rebuilt_not_trusted(tmp_path, monkeypatch, reference, damage):
     monkeypatch.setattr(jieba, "dt", jieba.Tokenizer())
     prime_jieba(tmp_path)
     path = _cache_file(tmp_path)
-    path.write_bytes(content)
+    path.write_bytes(damage(path))
     tk = jieba.Tokenizer()
     monkeypatch.setattr(jieba, "dt", tk)
     prime_jieba(tmp_path)
-    assert tk.initialized and tk.FREQ == reference.FREQ
-    with open(path, "rb") as fh:
-        assert pickle.load(fh)[1] == reference.total  # written again, whole
+    assert tk.initialized and tk.FREQ == reference.FREQ and tk.total == reference.total
+    again = jieba.Tokenizer()  # written again, whole: the next start reads it
+    monkeypatch.setattr(jieba, "dt", again)
+    monkeypatch.setattr(again, "gen_pfdict", lambda f: pytest.fail("rebuilt twice"))
+    prime_jieba(tmp_path)
+    assert again.FREQ == reference.FREQ
 
 
 def test_unwritable_cache_costs_speed_not_tokens(tmp_path, fresh, reference):
