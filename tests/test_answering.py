@@ -132,6 +132,9 @@ def test_malformed_history_is_a_clear_error(qa, history):
     ("What is the structure of the plan?", STRUCTURE),
     ("How is the document structured?", STRUCTURE),
     ("What sort of academic exchange structure should associations set up?", PLAIN),
+    # "散落各处" of papers lost in the world, not of the plan's clauses
+    ("老先生们的手稿散落各处，有人管吗", PLAIN),
+    ("跟挂职有关的规定散落在哪些条款", ROUNDUP),
 ])
 def test_classify(question, kind):
     assert classify(question) == kind
@@ -403,6 +406,21 @@ def test_a_near_miss_names_whom_the_figure_is_for(qa):
     assert not a.found and a.citations == []
     assert "女性" in a.text and a.related and a.related[0].ref == "二、1"
     assert "75%" in a.text
+
+
+def test_those_few_is_not_a_count(qa):
+    # "那几个大佬" points at some people; counting the clause's sentences answers nothing
+    a = qa.ask("学会开会永远是那几个大佬，底下干活的人插不上话，管不管")
+    assert a.found and "共" not in a.text.splitlines()[0]
+
+
+def test_a_count_counts_a_list_of_what_was_asked(qa):
+    # 四、2's 、-list there is of strategies (京津冀协同发展、“一带一路”…); of the
+    # communities the plan says only 一批, so it has no count to give
+    a = qa.ask("依托学会要建几个产业协同创新共同体？")
+    assert a.citations and a.citations[0].ref == "四、2"
+    assert "共三" not in a.text
+    assert "共四个" in qa.ask("科协要增强几个意识？").text  # a list of 意识 is counted
 
 
 def test_a_count_answered_by_a_figure_quotes_the_figure(qa):

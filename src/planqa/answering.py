@@ -417,8 +417,9 @@ def _which_section_answer(plan: Plan, top: Hit, traditional: bool) -> Answer:
                   traditional=traditional)
 
 
-# "几条/几个/哪几项": how many items; "多少个学会" asks for a figure the plan may not give.
-_COUNT = re.compile(r"几\s*(条|个|项|种|方面|类|点|大|句|处)|多少\s*(条|项|种|方面|类)|"
+# "几条/几个/哪几项": how many items; "多少个学会" asks for a figure the plan may not give;
+# "那几个大佬" points at some, it does not count them.
+_COUNT = re.compile(r"(?<![那这])几\s*(条|个|项|种|方面|类|点|大|句|处)|多少\s*(条|项|种|方面|类)|"
                     + HOW_MANY_ITEMS, re.I)
 _COUNT_UNIT = re.compile(r"几\s*(条|个|项|种|方面|类|点|处)|多少\s*(条|项|种|方面|类)")
 
@@ -451,11 +452,32 @@ def _enumeration(q: Query, hit: Hit) -> tuple[list[int], list[str], tuple[str, .
         return [], [it.heading_simplified for it in p.items], tuple(
             it.heading for it in p.items)
     scores = hit.sentence_scores or tuple(0.0 for _ in p.sentences_simplified)
+    noun = _counted_noun(q.simplified)
     for i in sorted(range(len(scores)), key=lambda i: -scores[i])[:3]:
-        items = enumerate_items(p.sentences_simplified[i], q.simplified)
-        if len(items) >= 3:
+        sentence = p.sentences_simplified[i]
+        items = enumerate_items(sentence, q.simplified)
+        if len(items) >= 3 and _lists_the_noun(sentence, items, noun):
             return [i], items, None
     return [], [], None
+
+
+_COUNTED = re.compile(r"几\s*(?:条|个|项|种|类|点|处)([\u4e00-\u9fff]{2,10})")
+
+
+def _counted_noun(asked: str) -> str:
+    """What "几个X" counts: X, without a trailing particle."""
+    m = _COUNTED.search(asked)
+    return re.sub(r"[吗呢吧啊呀]+$", "", m.group(1)) if m else ""
+
+
+def _lists_the_noun(sentence: str, items: list[str], noun: str) -> bool:
+    """Whether a 、-list is a list of the counted X: it is unless the sentence names X
+    in another of its comma pieces ("建立一批协同创新共同体,特别是围绕京津冀、…" lists
+    strategies, not communities: the plan gives no count of them)."""
+    if not noun or noun not in sentence:
+        return True
+    piece = next((c for c in _ENUM_SPLIT.split(sentence) if items[-1] in c), "")
+    return noun in piece or all(x.endswith(noun[-2:]) for x in items)
 
 
 def _count_answer(q: Query, top: Hit, traditional: bool, cal: Calibration) -> Answer | None:

@@ -56,7 +56,9 @@ ROUNDUP_WORDS = re.compile(
     r"\bwhere (?:all|else)\b", re.I)
 # "往哪些地方延伸" asks where to, not where in the plan
 _ROUNDUP = re.compile(r"哪几处|(?<![往向到去])哪些地方|几处|列出来|列全|全部列|"
-                      r"分别(?:怎么|是怎么|如何)|汇总|(?:全|都|全部)找出来|散落|"
+                      r"分别(?:怎么|是怎么|如何)|汇总|(?:全|都|全部)找出来|"
+                      # "散落在各条里": scattered over the plan; "手稿散落各处": lost
+                      r"散落在?(?:方案|哪|各(?:条|部分|处条款)|不同|好几)|"
                       # "哪几条都提到了": which clauses, not how many items one clause has
                       r"哪(?:几|些)条(?:款)?都?(?:提到|讲到|说到|涉及|谈到|有(?:提|讲|说))|"
                       r"哪些条款|所有.{0,8}条款|\b(?:all|every) (?:the )?(?:clauses|places|"
