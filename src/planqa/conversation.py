@@ -27,9 +27,10 @@ _ORDINAL_ITEM = re.compile(r"第([一二三四五六七八九十\d]{1,2})(?:个|
 # "第三条是什么意思" / "第二点呢" right after an answer that listed items.
 _ORDINAL_ANY = re.compile(r"第([一二三四五六七八九十\d]{1,2})(?:个|项|点|条|种)")
 _LISTED = re.compile(r"(?m)^(\d{1,2})\. (.+)$")
-_QUESTION_WORDS = re.compile(r"什么时候|什么|怎么样|怎么|怎样|如何|哪些|哪个|多少|几|吗|呢|吧|啊|"
-                             r"是否|能否|有没有|是不是|请问|具体|一下|要|的|了|是")
-_ASKS = re.compile(r"什么时候|哪些|哪个|哪儿|哪里|多少|几|谁|何时|什么")
+_QUESTION_WORDS = re.compile(r"什么时候|啥时候|什么|怎么样|怎么|怎样|如何|哪些|哪个|多少|多久|"
+                             r"多长时间|几|吗|呢|吧|啊|是否|能否|有没有|是不是|请问|具体|"
+                             r"一下|要|的|了|是|没$")  # "有要求没": 没 closing a question
+_ASKS = re.compile(r"什么时候|啥时候|哪些|哪个|哪儿|哪里|多少|多久|多长时间|几|谁|何时|什么|没$")
 # "除了这个，还有啥措施" / "还有别的吗": the rest of the clause, not what was just quoted.
 _MORE = re.compile(r"除了?(?:这|那|上面|前面|刚才)|除此之外|此外还|"
                    r"还有(?:别的|其他|其它|啥|什么|哪些)|还有吗|还有呢|"
