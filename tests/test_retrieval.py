@@ -193,3 +193,14 @@ def test_parse_reads_a_question_once_and_keeps_no_megabyte_keys(searcher):
     assert searcher.parse(huge).text == searcher.parse(huge[:10_000]).text
     with pytest.raises(InvalidQuestion):
         searcher.parse(["not", "a", "string"])
+
+
+def test_a_clause_heading_names_its_topic_before_its_sections_title(searcher):
+    """三's title and 三、2's heading both hold 学会治理结构改革: the clause is named, so
+    the section's lead does not come first; one shared word (学会) still counts for 三."""
+    heading = searcher._heading_scores(["学会", "治理", "结构", "改革", "到底", "改成"])
+    assert heading[searcher._pid_pos["三.lead"]] == 0.0
+    assert heading[searcher._pid_pos["三.2"]] > 0.3
+    assert searcher.search("学会治理结构改革到底要改成啥样", k=1)[0].passage.ref == "三、2"
+    heading = searcher._heading_scores(["学会", "科协", "关系"])
+    assert heading[searcher._pid_pos["三.lead"]] > 0.0

@@ -200,6 +200,13 @@ class PlanSearcher:
         self._passage_token_sets = [set(t) for t in self._passage_tokens]
         self._heading_token_sets = [set(tokenize(_heading_field(plan.get(pid))))
                                     for pid in self.passage_ids]
+        # a section's lead and title (headed by its title), with its clauses' positions
+        self._section_clauses = [
+            (self._pid_pos[pid], clauses) for pid in self.passage_ids
+            if plan.get(pid).kind in ("lead", "title")
+            and (clauses := [self._pid_pos[c.id] for c in
+                             plan.section(plan.get(pid).section).clauses
+                             if c.id in self._pid_pos])]
         n = len(self._sent_idx)
         df: dict[str, int] = defaultdict(int)
         for i in self._sent_idx:
@@ -330,13 +337,27 @@ class PlanSearcher:
                      if terms else np.zeros(n, dtype=np.float32))
         channels = {"dense_sentence": dense_sent, "bm25_sentence": bm25_sent,
                     "dense_passage": dense_pass, "bm25_passage": bm25_pass,
-                    "heading": self._coverages(terms, self._heading_token_sets).astype(np.float32),
+                    "heading": self._heading_scores(terms),
                     **self._link_channels(unit_dense, terms)}
         # The link channels range from their floor (the least similar link, no BM25
         # match) whether or not some passage has no links of its own.
         floors = ({"dense_link": float(unit_dense[self._link_idx].min()), "bm25_link": 0.0}
                   if len(self._link_idx) else {})
         return channels, floors, sent_dense, terms
+
+    def _heading_scores(self, terms: list[str]) -> np.ndarray:
+        """The heading field: the share of the terms each passage's heading holds. A
+        section's title names its clauses' topics only in general: where one of its own
+        clauses' headings holds every one of the question's words the title holds, two
+        or more ("学会治理结构改革" is in 三's title and 三、2's heading), the clause is the
+        one named; one shared word (学会) names no clause."""
+        scores = self._coverages(terms, self._heading_token_sets).astype(np.float32)
+        asked = set(terms)
+        for general, clauses in self._section_clauses:
+            shared = asked & self._heading_token_sets[general]
+            if len(shared) >= 2 and any(shared <= self._heading_token_sets[c] for c in clauses):
+                scores[general] = 0.0
+        return scores
 
     def _link_channels(self, unit_dense: np.ndarray, terms: list[str]) -> dict[str, np.ndarray]:
         """Per passage, the best dense and BM25 match among its question links. A
