@@ -131,6 +131,8 @@ def test_malformed_history_is_a_clear_error(qa, history):
     ("基本原则有哪几条？", LIST),
     ("What is the structure of the plan?", STRUCTURE),
     ("How is the document structured?", STRUCTURE),
+    ("What are the main parts of this document?", STRUCTURE),
+    ("Which parts of the plan deal with science popularisation?", ROUNDUP),
     ("What sort of academic exchange structure should associations set up?", PLAIN),
     # "散落各处" of papers lost in the world, not of the plan's clauses
     ("老先生们的手稿散落各处，有人管吗", PLAIN),

@@ -28,6 +28,12 @@ def test_cited_passages_are_read_back_from_the_source_line(plan):
     ("为啥要这样", "explicit"),
     ("why?", "explicit"),
     ("科普怎么做？", "tentative"),  # names a topic: may stand alone
+    # "this document" / "这个方案" is the plan itself, not the earlier turn's topic
+    ("what are the big parts of this document", ""),
+    ("How does this plan describe CAST's role?", ""),
+    ("这个方案一共分几个部分", ""),
+    ("What is this about?", "explicit"),
+    ("这个由谁牵头？", "explicit"),
 ])
 def test_follow_up_kind(question, kind, plan):
     assert follow_up_kind(question, plan) == kind

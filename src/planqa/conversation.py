@@ -17,11 +17,13 @@ from planqa.refs import cited_passages, cn_to_int, parse_reference
 from planqa.text import clean_input, normalize_query, to_simplified, tokenize
 
 _LEADS = ("那么", "那", "还有", "另外", "再问", "又", "and ", "what about ", "how about ")
-# "这一条" points at the earlier clause; "它" at the earlier topic.
+# "这一条" points at the earlier clause; "它" at the earlier topic; "这个方案" and "this
+# document" at the plan itself, never at an earlier turn.
 _CLAUSE_ANAPHORA = re.compile(r"这一?条|该条|此条|这项规定|这一?项|这一?点|这部分|上述|上面|"
                               r"前面说的|\bthis (?:clause|article|item|point)\b", re.I)
-_ENTITY_ANAPHORA = re.compile(r"它|其|这个|这些|这种|那个|那些|\b(?:it|they|them|this|that)\b",
-                              re.I)
+_ENTITY_ANAPHORA = re.compile(
+    r"它|其|这个(?!(?:实施)?方案|文件)|这些|这种|那个|那些|\b(?:it|they|them)\b|"
+    r"\b(?:this|that)\b(?! (?:whole )?(?:document|plan|reform)\b)", re.I)
 _ORDINAL_ITEM = re.compile(r"第([一二三四五六七八九十\d]{1,2})(?:个|项|点|条)?"
                            r"(原则|意识|方面|要求|措施|项|点|个)")
 # "第三条是什么意思" / "第二点呢" right after an answer that listed items.

@@ -37,7 +37,11 @@ _DOC_STRUCTURE = re.compile(
     # "the plan's structure", not "a think-tank structure"
     r"\b(?:plan|document|its)(?:'s)? (?:structure|outline)\b|\b(?:structure|outline) of "
     r"(?:the|this) (?:plan|document)\b|\b(?:structured|outline|sections? (?:does|are))\b|"
-    r"how many (?:parts|sections)", re.I)
+    r"how many (?:parts|sections)|"
+    # "the big parts of this document", not "which parts of the plan deal with 科普"
+    r"\b(?:parts|sections|chapters) (?:of|in) (?:the|this|that) (?:whole )?(?:plan|document)"
+    r"(?=\s*(?:[?.!]|$|(?:has|have|are|is)\b))",
+    re.I)
 _LIST = re.compile(r"哪些|哪几|哪[两三四五六七八九十\d]+(个|项|条|种|方面)|有几(个|项|条|种|方面)|"
                    r"包括什么|包含什么|分别是|列举|几个方面|"
                    r"\b(what are|which|list)\b", re.I)
@@ -63,7 +67,8 @@ _ROUNDUP = re.compile(r"哪几处|(?<![往向到去])哪些地方|几处|列出�
                       r"哪(?:几|些)条(?:款)?都?(?:提到|讲到|说到|涉及|谈到|有(?:提|讲|说))|"
                       r"哪些条款|所有.{0,8}条款|\b(?:all|every) (?:the )?(?:clauses|places|"
                       r"parts|mentions)\b|\bwhere (?:all|else)\b|"
-                      r"\bwhich (?:clauses|parts|sections|places) (?:mention|talk about|cover|"
+                      r"\bwhich (?:clauses|parts|sections|places)"
+                      r"(?: of (?:the|this) (?:plan|document))? (?:mention|talk about|cover|"
                       r"deal with|say)", re.I)
 
 
