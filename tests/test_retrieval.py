@@ -2,6 +2,7 @@
 
 import random
 
+import numpy as np
 import pytest
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
@@ -204,3 +205,26 @@ def test_a_clause_heading_names_its_topic_before_its_sections_title(searcher):
     assert searcher.search("学会治理结构改革到底要改成啥样", k=1)[0].passage.ref == "三、2"
     heading = searcher._heading_scores(["学会", "科协", "关系"])
     assert heading[searcher._pid_pos["三.lead"]] > 0.0
+
+
+def test_a_link_lifts_the_sentence_it_was_written_for(searcher):
+    """A link names one sentence of its clause: "孩子喜欢搞科技小发明…" is 二、7's
+    青少年 sentence. Where the question matches the links well, that sentence is
+    lifted towards the passage's best (so it is quoted); other sentences keep their
+    own evidence, and a question that matches no link lifts nothing."""
+    link = next(j for j, i in enumerate(searcher._link_idx)
+                if "小发明" in searcher.units[i].text and searcher.units[i].passage_id == "二.7")
+    anchored = searcher._sent_idx[searcher._link_anchor[link]]
+    assert "青少年科学实践活动" in searcher.units[anchored].text
+
+    q = searcher.parse("我孩子喜欢搞科技小发明，以后能不能被当成苗子培养？")
+    _, _, signals, terms = searcher.channel_scores(q)
+    n = len(searcher.passage_ids)
+    plain, _ = searcher._sentence_scores(signals, terms, np.zeros(n))
+    lifted, _ = searcher._sentence_scores(signals, terms, np.ones(n))
+    at = searcher.units[anchored].position
+    own, best = plain["二.7"], lifted["二.7"]
+    assert best[at] >= 0.95 * max(own) - 1e-6 and best[at] > own[at]
+    assert [b for k, b in enumerate(best) if k != at] == [o for k, o in enumerate(own) if k != at]
+    changed = [pid for pid in plain if plain[pid] != lifted[pid]]
+    assert all(sum(a != b for a, b in zip(plain[p], lifted[p], strict=True)) == 1 for p in changed)
