@@ -67,10 +67,12 @@ TYPES: tuple[AnswerType, ...] = (
     AnswerType("errand",
                re.compile(r"在哪(?:里|儿)?(?:下载|预约|报名|办理?|领取?|购买|买|查询?|登记|"
                           r"申请|缴费?|交费)|(?:怎么|如何|咋|去哪)(?:预约|下载|请假|报销|缴费|"
-                          r"交费|买票)|"
+                          r"交费|买票|报名)|网址|网站地址|官网|报名(?:方式|流程|材料|表)|"
+                          r"(?:交|提交|准备|需要|带)(?:什么|哪些|啥)(?:材料|证明|手续)|"
                           r"\bwhere (?:can|do|should) (?:i|we) (?:download|book|register|"
                           r"sign up|apply|buy|get|find)\b|"
-                          r"\bhow (?:do|can) (?:i|we) (?:book|download)\b",
+                          r"\bhow (?:do|can) (?:i|we) (?:book|download|sign up|register)\b|"
+                          r"\b(?:url|web ?site address|web address|application form)\b",
                           re.I),
                re.compile(r"https?://|www\.|网址|电话|地址|窗口|办事大厅")),
     # An age limit: the plan gives one age only (45岁以下 for young delegates).
@@ -79,9 +81,22 @@ TYPES: tuple[AnswerType, ...] = (
                           r"多少岁|几岁|\b(?:age limit|how old)\b", re.I),
                re.compile(r"\d+\s*岁")),
     AnswerType("frequency",
+               # "一年办几期": how many times a year, which the plan leaves open (定期举办)
                re.compile(r"几年一次|多久一次|多长时间一次|每隔|一年几次|几年开一次|开一次|"
-                          r"\bhow often\b", re.I),
+                          r"(?:一年|每年|每届|一届)(?:要|会|能)?(?:办|开|举办|召开|搞|组织)?"
+                          r"几(?:期|次|回|场)|\bhow often\b|\bhow many times a year\b", re.I),
                re.compile(rf"每\s*{_NUM}?\s*(?:年|届|季|月)|{_NUM}年一(?:次|届)|一年一次")),
+    # An exam's subjects, or a named university: details of carrying a clause out,
+    # which the plan never gives ("高等学校科协联盟" names no university).
+    AnswerType("exam",
+               re.compile(r"考(?:哪些|什么|啥|几门)|考试(?:科目|内容|大纲)|笔试|面试|"
+                          r"\b(?:exam|written test|interview questions)\b", re.I),
+               re.compile(r"考试|科目|笔试|面试")),
+    AnswerType("institution",
+               re.compile(r"哪(?:所|个|家|几所)(?:大学|高校|学校|院校|研究所|医院)|"
+                          r"\bwhich (?:university|universities|college|school)\b", re.I),
+               # a named one: 清华大学, not 大学生 or 大学科 (a broad discipline)
+               re.compile(r"[\u4e00-\u9fff]{2,6}(?:大学|学院)(?![生科])")),
     AnswerType("date",
                re.compile(r"哪天|哪一天|几月几[号日]|什么日子|哪一?年|何时|什么时候|啥时候|"
                           r"截止|期限|最晚|多久|多长时间|几年(?:之)?内|几个月(?:之)?内|"
