@@ -394,6 +394,9 @@ def _sentence_with(plan, ref, needle):
     ("省市级地方科协的编制要精简多少？", "二、2", "1120", "省市级地方科协"),
     # an attributive the plan never uses (jieba's "b"): 省级 is not the national body
     ("省级科协常委会委员的比例要到多少？", "二、1", "常委会委员", "省级科协"),
+    # a compound the plan never uses, one part of it a plan word this clause lacks:
+    # 行政编制 is not 二、2's 事业编制 (the plan says 行政化 elsewhere)
+    ("中国科协机关的行政编制是多少个？", "二、2", "1120", "行政编制"),
     # the plan's own words, and a paraphrase that shares a character (年轻人 ~ 青年)
     ("常委会委员比例要提高到多少？", "二、1", "常委会委员", None),
     ("全国代表里45岁以下的年轻人占多少？", "二、1", "45岁", None),

@@ -280,6 +280,19 @@ def _same_clause(a: tuple[int, int], b: tuple[int, int], breaks: list[int]) -> b
     return not any(lo <= c < hi for c in breaks)
 
 
+def _names_another(word: str, passage: Passage, plan: Plan, quoted: str) -> bool:
+    """Does the question's noun name a body or kind other than the passage's? A plan
+    word does when the passage lacks it; a compound the plan never uses does when a
+    part of it is a plan word the passage lacks (行政编制 beside 二、2's 事业编制: the
+    plan says 行政化), or when it shares no character with the quote at all."""
+    if word in plan.text_simplified:
+        return word not in passage.text_simplified
+    parts = [w for w in tokenize(word) if len(w) >= 2 and w != word]
+    if any(w in plan.text_simplified and w not in passage.text_simplified for w in parts):
+        return True
+    return not set(word) & set(quoted)
+
+
 def uncovered_qualifier(asked: Query, sentences: list[str], passage: Passage,
                         plan: Plan) -> str | None:
     """A body, group or kind the factoid question names that the quoted sentences do
@@ -307,8 +320,7 @@ def uncovered_qualifier(asked: Query, sentences: list[str], passage: Passage,
                 or (spans and not any(_same_clause((start, pos), span, breaks)
                                       for span in spans))):
             continue
-        if (word not in passage.text_simplified if word in plan.text_simplified
-                else not set(word) & set(quoted)):
+        if _names_another(word, passage, plan, quoted):
             # with the nouns right after it ("地方" + "科协" is whom the question means),
             # up to a term of the sentence itself (省级科协 | 常委会委员)
             rest = "".join(w for w, _ in itertools.takewhile(
