@@ -483,6 +483,7 @@ def test_an_english_count_is_answered_with_the_count(qa):
     ("哪些国家的科学家可以入会", "place"),
     ("which strategies are named when they talk about it?", None),  # "when" as "where"
     ("when will the cuts be done?", "date"),
+    ("When it's all done, what should it have turned into?", None),  # a clause, then the ask
     ("what funding model does the platform use?", None),  # a model, not an amount
     ("how much funding does the platform get?", "money"),
 ])

@@ -100,8 +100,10 @@ TYPES: tuple[AnswerType, ...] = (
     AnswerType("date",
                re.compile(r"哪天|哪一天|几月几[号日]|什么日子|哪一?年|何时|什么时候|啥时候|"
                           r"截止|期限|最晚|多久|多长时间|几年(?:之)?内|几个月(?:之)?内|"
-                          # "when" heads a date question; not "…named when they talk about"
-                          r"^\W*(?:and |so |but )?when\b|\bwhen (?:is|was|will|should|must|did|"
+                          # "when" heads a date question; not "…named when they talk about",
+                          # nor "When it's all done, what…" (a clause before the question)
+                          r"^\W*(?:and |so |but )?when\b(?![^,?]*,\s*(?:what|which|how|who|"
+                          r"where|why)\b)|\bwhen (?:is|was|will|should|must|did|"
                           r"does|do|are|can|would)\b|\b(?:what date|by what year|what year|"
                           r"deadline)\b", re.I),
                re.compile(rf"{_NUM}\s*(?:年|月|日|届)|年底|年内|届内|期间|之前|以前|"
