@@ -156,3 +156,22 @@ def test_a_bare_request_is_answered_from_the_clause_just_quoted(qa, follow_up):
     assert a1.citations[0].ref == "二、2"
     a2 = qa.ask(follow_up, [(q1, a1.text)])
     assert a2.found and a2.citations[0].ref == "二、2"
+
+
+def test_a_new_topic_of_the_same_section_is_the_clause_its_heading_names(qa):
+    # 一、2 and 一、1 say 目标 in passing; 一、3 is 总体目标. Another section's title
+    # naming the new word does not take it over (the follow-up's clause stays first
+    # when no clause of its section is named).
+    q1 = "基本原则有哪些"
+    a1 = qa.ask(q1)
+    assert a1.citations[0].ref == "一、2"
+    assert qa.ask("目标呢", [(q1, a1.text)]).citations[0].ref == "一、3"
+
+
+def test_the_word_that_frames_a_new_topic_is_not_part_of_it(qa, plan):
+    # "那方面" frames 科学道德, which 五、4 speaks of and 五、3 does not
+    q1 = "对领导干部有什么思想上的要求"
+    a1 = qa.ask(q1)
+    assert a1.citations[0].ref == "五、3"
+    assert resolve("科学道德那方面呢", [(q1, a1.text)], plan).focus == "科学道德"
+    assert qa.ask("科学道德那方面呢", [(q1, a1.text)]).citations[0].ref == "五、4"

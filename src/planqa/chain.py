@@ -191,8 +191,11 @@ class PlanQA:
         return any(sentence_answers(asked.simplified, s) for s in passage.sentences_simplified)
 
     def _about_focus(self, hits: list, focus: str) -> list:
-        """Put first the best passage that speaks of a follow-up's new words; if none
-        of the hits does, search for those words alone."""
+        """Put first the best passage that speaks of a follow-up's new words, a clause
+        of the same section whose heading names them before one that only mentions them
+        ("指导思想是啥" → "目标呢" is 一、3 总体目标, though 一、1 says 目标 too; another
+        section's title naming 学会 does not outrank a clause on 学会); if none of the
+        hits speaks of them, search for those words alone."""
         terms = self.searcher.query_terms(focus)
         if not terms:
             return hits
@@ -200,9 +203,16 @@ class PlanQA:
         def speaks_of(hit) -> bool:
             return self.searcher.lexical_coverage(terms, hit.passage.id) >= 0.99
 
-        if speaks_of(hits[0]):
-            return hits
+        def names(hit) -> bool:
+            return (hit.passage.section == hits[0].passage.section
+                    and all(t in hit.passage.heading_simplified for t in terms))
+
         about = [h for h in hits if speaks_of(h)]
+        if about and speaks_of(hits[0]):
+            named = [h for h in about if names(h)]
+            if names(hits[0]) or not named:
+                return hits
+            about = named
         if not about:
             about = [h for h in self.searcher.search(focus, k=TOP_K) if speaks_of(h)][:1]
         first = about[:1]

@@ -38,6 +38,8 @@ _MORE = re.compile(r"除了?(?:这|那|上面|前面|刚才)|除此之外|此外
                    r"还有(?:别的|其他|其它|啥|什么|哪些)|还有吗|还有呢|"
                    r"\b(?:what|anything) else\b|\bbesides (?:this|that)\b", re.I)
 _QUOTED = re.compile(r"“([^”]+)”")
+# "道德学风方面呢", "农村那块": the word that frames the new topic is not part of it.
+_ASPECT = re.compile(r"[这那]?一?方面|[这那]一?块|[这那]边")
 # A request about the clause just quoted that names nothing of its own: "具体怎么做",
 # "为啥要这样", "展开说说", "why?", "in English please". Every word of it (jieba's,
 # less the stopwords) is one of these.
@@ -169,7 +171,7 @@ def _resolve_one(question: str, previous: Resolved, previous_answer: str,
     prior = {cited[0]: weight} if cited else {}
     explicit_focus = "" if (bare or _ENTITY_ANAPHORA.search(focus)
                             or _CLAUSE_ANAPHORA.search(focus)) \
-        else _QUESTION_WORDS.sub("", focus)
+        else _ASPECT.sub("", _QUESTION_WORDS.sub("", focus))
     # "还有别的吗" twice running: neither earlier answer's sentences again
     seen = (previous.seen + tuple(_QUOTED.findall(to_simplified(previous_answer)))
             if _MORE.search(q) else ())
