@@ -34,6 +34,10 @@ def test_cited_passages_are_read_back_from_the_source_line(plan):
     ("这个方案一共分几个部分", ""),
     ("What is this about?", "explicit"),
     ("这个由谁牵头？", "explicit"),
+    # an English word counts as two Chinese characters: as short as "那X呢", or not
+    ("and the affiliated units?", "explicit"),
+    ("And what do the new rules say about how societies elect their boards?", ""),
+    ("Tell me what the plan says about how local associations at county level change.", ""),
 ])
 def test_follow_up_kind(question, kind, plan):
     assert follow_up_kind(question, plan) == kind
@@ -133,7 +137,7 @@ def test_the_follow_ups_words_count_even_where_the_plans_tokens_split_them(qa):
 @pytest.mark.parametrize(("question", "bare"), [
     ("具体怎么做？", True), ("为什么", True), ("这样做的目的是什么", True), ("展开说说", True),
     ("能举个例子吗", True), ("原文怎么写的", True), ("English please?", True),
-    ("who is responsible?", True),
+    ("who is responsible?", True), ("by when", True),
     ("科普怎么做？", False), ("编制呢？", False), ("多少人", False), ("明天下雨吗", False),
     ("what about funding?", False), ("？", False),
 ])

@@ -52,10 +52,12 @@ _BARE_WORDS = frozenset(
     "explain explanation mean means meaning example examples english chinese please tell me "
     "about that this it so and do does did is are was the a an in of for say says said plan "
     "again can could you would elaborate further go on they them their we responsible "
-    "charge".split())
+    "charge by".split())
 #: Prior weights, in units of one channel's full range (see PlanSearcher.search).
 PRIOR_CLAUSE, PRIOR_TOPIC = 1.0, 0.3
-_CONTENT = re.compile(r"[^\W_]", re.UNICODE)
+# A Chinese character counts one, a Latin word two (an English word carries about two
+# characters' worth): "and the affiliated units?" is as short as "那所属事业单位呢".
+_CONTENT = re.compile(r"[A-Za-z]+|[^\W_A-Za-z]", re.UNICODE)
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,7 @@ class Resolved:
 
 
 def _content_len(text: str) -> int:
-    return len(_CONTENT.findall(text))
+    return sum(2 if m[0].isascii() and m[0].isalpha() else 1 for m in _CONTENT.findall(text))
 
 
 @lru_cache(maxsize=4)
