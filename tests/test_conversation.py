@@ -36,6 +36,10 @@ def test_cited_passages_are_read_back_from_the_source_line(plan):
     ("这个由谁牵头？", "explicit"),
     # an English word counts as two Chinese characters: as short as "那X呢", or not
     ("and the affiliated units?", "explicit"),
+    # a short "X有要求吗" asks about X within the topic, as "那X呢" does
+    ("年轻的有要求没", "explicit"),
+    ("党建方面有啥规定", "explicit"),
+    ("科协机关的干部下基层挂职有什么要求吗", ""),
     ("And what do the new rules say about how societies elect their boards?", ""),
     ("Tell me what the plan says about how local associations at county level change.", ""),
 ])
@@ -179,3 +183,11 @@ def test_the_word_that_frames_a_new_topic_is_not_part_of_it(qa, plan):
     assert a1.citations[0].ref == "五、3"
     assert resolve("科学道德那方面呢", [(q1, a1.text)], plan).focus == "科学道德"
     assert qa.ask("科学道德那方面呢", [(q1, a1.text)]).citations[0].ref == "五、4"
+
+
+def test_a_short_does_it_say_anything_about_x_asks_about_x_in_the_topic(qa, plan):
+    q1 = "全委会里基层一线的要占多少"
+    a1 = qa.ask(q1)
+    assert resolve("年轻的有要求没", [(q1, a1.text)], plan).focus == "年轻"
+    a2 = qa.ask("年轻的有要求没", [(q1, a1.text)])
+    assert a2.found and a2.citations[0].ref == "二、1" and "45岁以下" in a2.text

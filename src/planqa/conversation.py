@@ -39,6 +39,10 @@ _MORE = re.compile(r"除了?(?:这|那|上面|前面|刚才)|除此之外|此外
                    r"\b(?:what|anything) else\b|\bbesides (?:this|that)\b", re.I)
 _QUOTED = re.compile(r"“([^”]+)”")
 # "道德学风方面呢", "农村那块": the word that frames the new topic is not part of it.
+# "年轻人有要求没", "党建方面有啥规定": a short "X有要求吗" after an answer asks about X
+# within what was being discussed, as "那X呢" does.
+_ASKS_ABOUT = r"(?:有没有|有|有啥|有什么)(?:要求|规定|说法|安排)(?:吗|没有|没)?$"
+_ASPECT_ASK = re.compile(r"^[^，,。]{1,6}" + _ASKS_ABOUT)
 _ASPECT = re.compile(r"[这那]?一?方面|[这那]一?块|[这那]边")
 # A request about the clause just quoted that names nothing of its own: "具体怎么做",
 # "为啥要这样", "展开说说", "why?", "in English please". Every word of it (jieba's,
@@ -110,6 +114,8 @@ def follow_up_kind(question: str, plan: Plan) -> str:
         return "explicit"
     if q.startswith(_LEADS) and _content_len(core) <= 14:
         return "explicit"
+    if _ASPECT_ASK.match(core) and _content_len(core) <= 10:
+        return "explicit"
     rest = _QUESTION_WORDS.sub("", core)
     # "挑哪些人来？": a question word and two or three words of no topic of their own
     if _content_len(rest) <= 3 and rest != core and _ASKS.search(core):
@@ -173,7 +179,7 @@ def _resolve_one(question: str, previous: Resolved, previous_answer: str,
     prior = {cited[0]: weight} if cited else {}
     explicit_focus = "" if (bare or _ENTITY_ANAPHORA.search(focus)
                             or _CLAUSE_ANAPHORA.search(focus)) \
-        else _ASPECT.sub("", _QUESTION_WORDS.sub("", focus))
+        else _ASPECT.sub("", _QUESTION_WORDS.sub("", re.sub(_ASKS_ABOUT, "", focus)))
     # "还有别的吗" twice running: neither earlier answer's sentences again
     seen = (previous.seen + tuple(_QUOTED.findall(to_simplified(previous_answer)))
             if _MORE.search(q) else ())
