@@ -35,6 +35,7 @@ def test_the_plan_does_not_say(qa):
     "网上科技工作者之家的官网网址是多少？",
     "学会党建工作交流会每年开几次？",
     "高等学校科协联盟是哪所高校牵头的？",
+    "要成立几个产业协同创新共同体？",  # 一批: the plan gives no number
 ])
 def test_refusals(qa, question):
     assert not qa.ask(question).found
@@ -228,6 +229,9 @@ def test_enumerate_items_trims_lead_in_and_tail():
     ("学会要设立哪几个机构？", None),
     ("研究方向差不多的几个学会能不能抱团发展？", None),
     ("学会一共有几个？", "count"),
+    ("要建几个共同体？", "count"),  # a verb between 要 and 几
+    ("县里要配几个编制", "count"),
+    ("要建哪几个共同体？", None),  # a list
     # why-questions ask for the reason, not for the figure they mention
     ("提高基层代表的比例有什么意义？", None),
     ("为什么要把事业单位压缩到13个？", None),
@@ -435,9 +439,10 @@ def test_those_few_is_not_a_count(qa):
 
 def test_a_count_counts_a_list_of_what_was_asked(qa):
     # 四、2's 、-list there is of strategies (京津冀协同发展、“一带一路”…); of the
-    # communities the plan says only 一批, so it has no count to give
+    # communities the plan says only 一批, so it has no count to give: it says so and
+    # points at the clause
     a = qa.ask("依托学会要建几个产业协同创新共同体？")
-    assert a.citations and a.citations[0].ref == "四、2"
+    assert not a.found and a.related and a.related[0].ref == "四、2"
     assert "共三" not in a.text
     assert "共四个" in qa.ask("科协要增强几个意识？").text  # a list of 意识 is counted
 
