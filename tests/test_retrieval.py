@@ -136,6 +136,25 @@ def test_glossary_matches_ies_plurals():
     assert english_terms("the keys") == []  # a vowel before the y: no "kie"
 
 
+@pytest.mark.parametrize(("typed", "meant"), [
+    ("the academic jounrals", "the academic journals"),  # two letters swapped
+    ("goverment transfers", "government transfers"),  # one dropped
+    ("innovaton", "innovation"),
+])
+def test_a_slip_in_an_english_word_is_read_as_the_glossary_word(typed, meant):
+    from planqa.text import english_reading
+
+    assert english_reading(typed) == english_reading(meant)
+    assert english_reading(typed)[0]
+
+
+@pytest.mark.parametrize("word", ["trail", "society's", "branches", "businesses", "thinking"])
+def test_real_words_and_inflections_are_not_respelled(word):
+    from planqa.text import _spelled
+
+    assert _spelled(word) is None
+
+
 def test_english_words_without_a_plan_term_count_against_the_share(searcher):
     from planqa.text import english_unknown
 

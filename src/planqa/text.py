@@ -246,12 +246,53 @@ s t d ll re ve m don doesn didn isn aren wasn weren won can't cannot
 _ENGLISH_WORD = re.compile(r"[a-z][a-z'\-]*[a-z]|[a-z]")
 
 
+@lru_cache(maxsize=1)
+def _glossary_words() -> tuple[frozenset[str], dict[str, str]]:
+    """The glossary's words, and its longer words with one letter dropped (→ the word)."""
+    words: set[str] = set()
+    for line in GLOSSARY_PATH.read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.startswith("#"):
+            words.update(_ENGLISH_WORD.findall(line.split("\t", 1)[0].lower()))
+    dropped = {w[:i] + w[i + 1:]: w for w in words if len(w) >= 7 for i in range(len(w))}
+    return frozenset(words), dropped
+
+
+def _known(word: str, words: frozenset[str]) -> bool:
+    """`word` or its stem before a plural or possessive ending is a glossary word."""
+    return word in words or any(
+        word.endswith(end) and word[: -len(end)] + add in words
+        for end, add in (("'s", ""), ("s", ""), ("es", ""), ("ies", "y")))
+
+
+def _spelled(word: str) -> str | None:
+    """The glossary word a mistyped English word stands for: two neighbouring letters
+    swapped ("jounrals"); in a longer word, one letter dropped ("goverment") or one
+    stray letter added. None when the word is known or is no such slip."""
+    words, dropped = _glossary_words()
+    # short words swap into other real words (trail, trial): left as typed
+    if len(word) < 6 or word in ENGLISH_STOPWORDS or _known(word, words):
+        return None
+    for i in range(len(word) - 1):
+        swapped = word[:i] + word[i + 1] + word[i] + word[i + 2:]
+        if _known(swapped, words):
+            return swapped
+    if word in dropped:
+        return dropped[word]
+    if len(word) >= 8:
+        for i in range(len(word)):
+            if _known(shorter := word[:i] + word[i + 1:], words):
+                return shorter
+    return None
+
+
 def _read_english(text: str) -> tuple[list[str], str]:
     """The plan's Chinese terms for the English phrases in `text` (longest match wins),
-    and what is left of the lower-cased text once they are taken out."""
+    and what is left of the lower-cased text once they are taken out. A word the
+    glossary lacks that is one slip from a glossary word is read as that word."""
     rest = text.lower()
     if not _LATIN.search(text):
         return [], rest
+    rest = _ENGLISH_WORD.sub(lambda m: _spelled(m.group()) or m.group(), rest)
     found: list[str] = []
     for rx, zh in _glossary():
         if rx.search(rest):
