@@ -221,6 +221,8 @@ def test_enumerate_items_trims_lead_in_and_tail():
     ("查实以后几年内不能再申报？", "date"),
     ("我们的想法不知道该跟谁说", None),  # a channel to be heard, not a body
     ("这事归谁管？", "agent"),
+    ("主要宣传谁", None),  # for whom it is done: people, not a body
+    ("这个活动面向谁？", None),
     ("学会党建的毛病主要出在哪？", None),  # where = in what respect
     ("全国代表大会几年开一次？", "frequency"),
     ("最晚什么时候完成？", "date"),

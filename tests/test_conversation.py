@@ -40,6 +40,11 @@ def test_cited_passages_are_read_back_from_the_source_line(plan):
     ("年轻的有要求没", "explicit"),
     ("党建方面有啥规定", "explicit"),
     ("科协机关的干部下基层挂职有什么要求吗", ""),
+    # a question word and a few words, most of them the plan's, read by jieba's words
+    ("谁牵头设？", "tentative"),
+    ("主要面向谁", "tentative"),
+    ("领导要干啥", "tentative"),
+    ("食堂几点开饭", ""),
     ("And what do the new rules say about how societies elect their boards?", ""),
     ("Tell me what the plan says about how local associations at county level change.", ""),
 ])
@@ -191,3 +196,11 @@ def test_a_short_does_it_say_anything_about_x_asks_about_x_in_the_topic(qa, plan
     assert resolve("年轻的有要求没", [(q1, a1.text)], plan).focus == "年轻"
     a2 = qa.ask("年轻的有要求没", [(q1, a1.text)])
     assert a2.found and a2.citations[0].ref == "二、1" and "45岁以下" in a2.text
+
+
+def test_question_words_leave_a_follow_ups_focus_word_by_word(plan):
+    from planqa.conversation import _without_asking
+
+    assert _without_asking("主要宣传谁") == "主要宣传"  # not 主宣传: 主要's 要 stays
+    history = [("科技界那个精神文明表率活动是干啥的", "据方案第五部分第4条：……")]
+    assert resolve("主要宣传谁", history, plan).focus == "主要宣传"

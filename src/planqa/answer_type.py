@@ -127,8 +127,11 @@ TYPES: tuple[AnswerType, ...] = (
                re.compile(r"多少|(?<!哪)几(?:个|名|项)?$|\bhow (?:many|much)\b", re.I),
                re.compile(rf"\d|{_NUM}\s*(?:分之|个|名|年|岁|成|项|家|人)")),
     AnswerType("agent",
-               # "不知道跟谁说" asks for a channel to be heard, not for a body's name
-               re.compile(r"(?<![跟和找向对])谁(?!反映|讲)|哪位|哪个部门|哪家|什么机构|哪个机构|"
+               # "不知道跟谁说" asks for a channel to be heard, not for a body's name;
+               # "宣传谁", "面向谁" for whom something is done, which a body name is not
+               re.compile(r"(?<![跟和找向对])(?<!宣传)(?<!表彰)(?<!面向)(?<!服务)(?<!联系)"
+                          r"(?<!培养)(?<!支持)(?<!奖励)(?<!推荐)(?<!吸收)(?<!团结)(?<!引导)"
+                          r"(?<!帮助)(?<!针对)谁(?!反映|讲)|哪位|哪个部门|哪家|什么机构|哪个机构|"
                           r"哪个单位|\bwho\b", re.I),
                re.compile(r"[\u4e00-\u9fff]{1,12}(?:办公厅|委员会|委|部|院|社|科协|会|党组|"
                           r"中央|政府|书记处|机关|中心|协会|单位|组织)")),

@@ -14,7 +14,14 @@ from functools import lru_cache
 
 from planqa.corpus import Plan
 from planqa.refs import cited_passages, cn_to_int, parse_reference
-from planqa.text import clean_input, normalize_query, to_simplified, tokenize
+from planqa.text import (
+    STOPWORDS,
+    clean_input,
+    normalize_query,
+    pos_tags,
+    to_simplified,
+    tokenize,
+)
 
 _LEADS = ("那么", "那", "还有", "另外", "再问", "又", "and ", "what about ", "how about ")
 # "这一条" points at the earlier clause; "它" at the earlier topic; "这个方案" and "this
@@ -32,7 +39,8 @@ _LISTED = re.compile(r"(?m)^(\d{1,2})\. (.+)$")
 _QUESTION_WORDS = re.compile(r"什么时候|啥时候|什么|怎么样|怎么|怎样|如何|哪些|哪个|多少|多久|"
                              r"多长时间|几|吗|呢|吧|啊|是否|能否|有没有|是不是|请问|具体|"
                              r"一下|要|的|了|是|没$")  # "有要求没": 没 closing a question
-_ASKS = re.compile(r"什么时候|啥时候|哪些|哪个|哪儿|哪里|多少|多久|多长时间|几|谁|何时|什么|没$")
+_ASKS = re.compile(r"什么时候|啥时候|哪些|哪个|哪儿|哪里|多少|多久|多长时间|几|谁|何时|什么|"
+                   r"啥|干嘛|没$")
 # "除了这个，还有啥措施" / "还有别的吗": the rest of the clause, not what was just quoted.
 _MORE = re.compile(r"除了?(?:这|那|上面|前面|刚才)|除此之外|此外还|"
                    r"还有(?:别的|其他|其它|啥|什么|哪些)|还有吗|还有呢|"
@@ -83,6 +91,13 @@ class Resolved:
     seen: tuple[str, ...] = ()
 
 
+def _without_asking(text: str) -> str:
+    """`text` less its question words, word by word ("主要宣传谁" is 主要宣传, not 主宣传:
+    the 要 of 主要 is no question word)."""
+    return "".join(w for w, _ in pos_tags(text)
+                   if not (_QUESTION_WORDS.fullmatch(w) or _ASKS.fullmatch(w)))
+
+
 def _content_len(text: str) -> int:
     return sum(2 if m[0].isascii() and m[0].isalpha() else 1 for m in _CONTENT.findall(text))
 
@@ -124,6 +139,15 @@ def follow_up_kind(question: str, plan: Plan) -> str:
         terms = tokenize(normalize_query(rest))
         vocab = _vocabulary(plan)
         if sum(t in vocab for t in terms) * 2 >= len(terms):
+            return "tentative"
+    # "谁牵头设？", "主要面向谁", "工作手段上要达到啥样": a question word and a few words,
+    # most of them the plan's. Read by jieba's words, not with the question words cut out
+    # of them (主要 less 要 is no word).
+    if _ASKS.search(core) and _content_len(core) <= 10:
+        words = {t for t in tokenize(normalize_query(core))
+                 if len(t) >= 2 and t not in STOPWORDS and not _ASKS.search(t)}
+        vocab = _vocabulary(plan)
+        if words and len(words) <= 3 and sum(t in vocab for t in words) * 2 >= len(words):
             return "tentative"
     return ""
 
@@ -179,7 +203,7 @@ def _resolve_one(question: str, previous: Resolved, previous_answer: str,
     prior = {cited[0]: weight} if cited else {}
     explicit_focus = "" if (bare or _ENTITY_ANAPHORA.search(focus)
                             or _CLAUSE_ANAPHORA.search(focus)) \
-        else _ASPECT.sub("", _QUESTION_WORDS.sub("", re.sub(_ASKS_ABOUT, "", focus)))
+        else _ASPECT.sub("", _without_asking(re.sub(_ASKS_ABOUT, "", focus)))
     # "还有别的吗" twice running: neither earlier answer's sentences again
     seen = (previous.seen + tuple(_QUOTED.findall(to_simplified(previous_answer)))
             if _MORE.search(q) else ())
