@@ -204,3 +204,13 @@ def test_question_words_leave_a_follow_ups_focus_word_by_word(plan):
     assert _without_asking("主要宣传谁") == "主要宣传"  # not 主宣传: 主要's 要 stays
     history = [("科技界那个精神文明表率活动是干啥的", "据方案第五部分第4条：……")]
     assert resolve("主要宣传谁", history, plan).focus == "主要宣传"
+
+
+def test_the_clause_a_new_topic_names_is_judged_on_the_new_words(qa):
+    # two turns on 基本原则 make the rewrite "目标 第二条 基本原则的第一条讲什么", which
+    # 一、3 matches poorly as a whole; it is answered for 目标, the word that moved it first
+    history: list[tuple[str, str]] = []
+    for q in ["基本原则的第一条讲什么", "第二条呢"]:
+        history.append((q, qa.ask(q, history).text))
+    a = qa.ask("那目标呢", history)
+    assert a.found and a.citations[0].ref == "一、3"

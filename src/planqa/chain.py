@@ -216,6 +216,15 @@ class PlanQA:
         if not about:
             about = [h for h in self.searcher.search(focus, k=TOP_K) if speaks_of(h)][:1]
         first = about[:1]
+        if first and first[0] is not hits[0]:
+            # Scored against the whole rewrite ("目标 第二条 基本原则第一条是啥"), the
+            # passage that speaks of the new words looks off topic; its evidence is its
+            # match to those words, which is what moved it first.
+            alone = {h.passage.id: h for h in self.searcher.search(focus, k=TOP_K)}
+            if (own := alone.get(first[0].passage.id)) is not None:
+                h = first[0]
+                first = [replace(h, dense=max(h.dense, own.dense), link=max(h.link, own.link),
+                                 lexical=max(h.lexical, own.lexical))]
         return first + [h for h in hits if not first or h.passage.id != first[0].passage.id]
 
     def _compose(self, state: dict) -> Answer:
