@@ -40,6 +40,10 @@ def test_cited_passages_are_read_back_from_the_source_line(plan):
     ("年轻的有要求没", "explicit"),
     ("党建方面有啥规定", "explicit"),
     ("科协机关的干部下基层挂职有什么要求吗", ""),
+    # where the answer just given stands
+    ("这是哪一条里的", "explicit"),
+    ("出自第几条？", "explicit"),
+    ("Which clause is this?", "explicit"),
     # a question word and a few words, most of them the plan's, read by jieba's words
     ("谁牵头设？", "tentative"),
     ("主要面向谁", "tentative"),
@@ -214,3 +218,11 @@ def test_the_clause_a_new_topic_names_is_judged_on_the_new_words(qa):
         history.append((q, qa.ask(q, history).text))
     a = qa.ask("那目标呢", history)
     assert a.found and a.citations[0].ref == "一、3"
+
+
+def test_asked_where_the_last_answer_stands_it_names_the_clause(qa):
+    q1 = "网上科技工作者之家要搞些啥活动"
+    a1 = qa.ask(q1)
+    a2 = qa.ask("这是第几条", [(q1, a1.text)])
+    assert a2.found and a2.citations[0].ref == a1.citations[0].ref == "二、6"
+    assert "第二部分" in a2.text and "第6条" in a2.text and "共" not in a2.text

@@ -410,7 +410,8 @@ def _section_answer(plan: Plan, number: str, traditional: bool) -> Answer:
                   mode="outline")
 
 
-_WHICH_SECTION = re.compile(r"哪(?:一|个)?(?:部分|章|板块)|\bwhich (?:section|part)\b", re.I)
+_WHICH_SECTION = re.compile(r"哪(?:一|个)?(?:部分|章|板块|条)|第几条|出自哪|"
+                            r"\bwhich (?:section|part|clause)\b", re.I)
 
 
 def _which_section_answer(plan: Plan, top: Hit, traditional: bool) -> Answer:
@@ -430,9 +431,9 @@ def _which_section_answer(plan: Plan, top: Hit, traditional: bool) -> Answer:
 
 
 # "几条/几个/哪几项": how many items; "多少个学会" asks for a figure the plan may not give;
-# "那几个大佬" points at some, it does not count them.
-_COUNT = re.compile(r"(?<![那这])几\s*(条|个|项|种|方面|类|点|大|句|处)|多少\s*(条|项|种|方面|类)|"
-                    + HOW_MANY_ITEMS, re.I)
+# "那几个大佬" points at some, it does not count them; "第几条" asks which one.
+_COUNT = re.compile(r"(?<![那这第])几\s*(条|个|项|种|方面|类|点|大|句|处)|"
+                    r"多少\s*(条|项|种|方面|类)|" + HOW_MANY_ITEMS, re.I)
 _COUNT_UNIT = re.compile(r"几\s*(条|个|项|种|方面|类|点|处)|多少\s*(条|项|种|方面|类)")
 
 

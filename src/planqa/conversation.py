@@ -26,8 +26,12 @@ from planqa.text import (
 _LEADS = ("那么", "那", "还有", "另外", "再问", "又", "and ", "what about ", "how about ")
 # "这一条" points at the earlier clause; "它" at the earlier topic; "这个方案" and "this
 # document" at the plan itself, never at an earlier turn.
+# "这是哪一条里的", "出自第几条": where the answer just given stands.
 _CLAUSE_ANAPHORA = re.compile(r"这一?条|该条|此条|这项规定|这一?项|这一?点|这部分|上述|上面|"
-                              r"前面说的|\bthis (?:clause|article|item|point)\b", re.I)
+                              r"前面说的|这是(?:在)?(?:哪一?条|第几条|哪一?部分)|出自哪|"
+                              r"出自第几|\bthis (?:clause|article|item|point)\b|"
+                              r"\bwhich (?:clause|section|part) (?:is|was) (?:this|that|it)\b",
+                              re.I)
 _ENTITY_ANAPHORA = re.compile(
     r"它|其|这个(?!(?:实施)?方案|文件)|这些|这种|那个|那些|\b(?:it|they|them)\b|"
     r"\b(?:this|that)\b(?! (?:whole )?(?:document|plan|reform)\b)", re.I)
