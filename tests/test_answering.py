@@ -403,6 +403,8 @@ def _sentence_with(plan, ref, needle):
     # a compound the plan never uses, one part of it a plan word this clause lacks:
     # 行政编制 is not 二、2's 事业编制 (the plan says 行政化 elsewhere)
     ("中国科协机关的行政编制是多少个？", "二、2", "1120", "行政编制"),
+    # the object of a verb before 的 describes people ("搞科研的": researchers), no body
+    ("学会理事会里一线搞科研的要占多少？", "三、3", "四分之三以上", None),
     # the plan's own words, and a paraphrase that shares a character (年轻人 ~ 青年)
     ("常委会委员比例要提高到多少？", "二、1", "常委会委员", None),
     ("全国代表里45岁以下的年轻人占多少？", "二、1", "45岁", None),

@@ -313,8 +313,11 @@ def uncovered_qualifier(asked: Query, sentences: list[str], passage: Passage,
     tags = pos_tags(asked.simplified)
     for k, (word, flag) in enumerate(tags):
         start, pos = pos, pos + len(word)
-        # nouns, and attributives such as 省级 (jieba's "b")
+        # nouns, and attributives such as 省级 (jieba's "b"); not the object of a verb
+        # before 的 ("一线搞科研的": the people who do research)
         if (not flag.startswith(("n", "b")) or len(word) < 2 or word in STOPWORDS
+                or (0 < k < len(tags) - 1 and tags[k - 1][1].startswith("v")
+                    and tags[k + 1][0] == "的")
                 or word in _FRAME_NOUNS or word in quoted
                 or any(a < pos and start < b for a, b in spans)
                 or (spans and not any(_same_clause((start, pos), span, breaks)
