@@ -216,6 +216,10 @@ def test_enumerate_items_trims_lead_in_and_tail():
     ("培训班一年办几期", "frequency"),
     ("公开招聘考哪些科目", "exam"),
     ("联盟由哪所大学牵头", "institution"),
+    ("办学会要找哪个部门审批？", "errand"),  # a procedure
+    ("要走什么流程", "errand"),
+    ("承接职能的审批程序有规定吗", None),  # the plan speaks of 审批程序
+    ("年终考核怎么考", "exam"),
     ("Which university leads the alliance?", "institution"),
     ("秘书长招聘有年龄限制吗，多大以下才能报", "age"),
     ("查实以后几年内不能再申报？", "date"),

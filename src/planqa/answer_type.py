@@ -69,6 +69,10 @@ TYPES: tuple[AnswerType, ...] = (
                           r"申请|缴费?|交费)|(?:怎么|如何|咋|去哪)(?:预约|下载|请假|报销|缴费|"
                           r"交费|买票|报名)|网址|网站地址|官网|报名(?:方式|流程|材料|表)|"
                           r"(?:交|提交|准备|需要|带)(?:什么|哪些|啥)(?:材料|证明|手续)|"
+                          # a procedure: whom to get approval from, which steps to take
+                          r"找(?:哪个部门|哪家|谁)(?:审批|批|报批)|去哪(?:审批|报批)|"
+                          r"审批(?:流程|手续)|走(?:啥|什么|哪些)(?:流程|程序|手续)|"
+                          r"办(?:啥|什么|哪些)手续|"
                           r"\bwhere (?:can|do|should) (?:i|we) (?:download|book|register|"
                           r"sign up|apply|buy|get|find)\b|"
                           r"\bhow (?:do|can) (?:i|we) (?:book|download|sign up|register)\b|"
@@ -89,7 +93,8 @@ TYPES: tuple[AnswerType, ...] = (
     # An exam's subjects, or a named university: details of carrying a clause out,
     # which the plan never gives ("高等学校科协联盟" names no university).
     AnswerType("exam",
-               re.compile(r"考(?:哪些|什么|啥|几门)|考试(?:科目|内容|大纲)|笔试|面试|"
+               re.compile(r"考(?:哪些|什么|啥|几门)|(?:怎么|如何|咋)考|考试(?:科目|内容|大纲)|"
+                          r"笔试|面试|"
                           r"\b(?:exam|written test|interview questions)\b", re.I),
                re.compile(r"考试|科目|笔试|面试")),
     AnswerType("institution",
