@@ -6,6 +6,13 @@ from planqa.conversation import PRIOR_CLAUSE, follow_up_kind, is_bare_request, r
 from planqa.refs import cited_passages
 
 
+def _after(qa, question: str, ref: str) -> list[tuple[str, str]]:
+    """The history after `question`, whose answer must cite `ref` first."""
+    answer = qa.ask(question)
+    assert answer.citations and answer.citations[0].ref == ref
+    return [(question, answer.text)]
+
+
 def test_cited_passages_are_read_back_from_the_source_line(plan):
     answer = ("据方案第二部分第2条：…"
               "（出处：第二部分“改革联系服务科技工作者的体制机制”第2条“深化…”）")
@@ -66,10 +73,8 @@ def test_conversation_carries_the_topic(qa):
 
 
 def test_a_short_question_with_no_topic_stays_on_the_clause(qa):
-    q1 = "中国科协机关的局处级岗位要拿出多少给挂职的人？"
-    a1 = qa.ask(q1)
-    assert a1.citations[0].ref == "二、3"
-    a2 = qa.ask("选什么人？", [(q1, a1.text)])
+    history = _after(qa, "中国科协机关的局处级岗位要拿出多少给挂职的人？", "二、3")
+    a2 = qa.ask("选什么人？", history)
     assert a2.found and a2.citations[0].ref == "二、3" and "科研单位" in a2.text
 
 
@@ -106,10 +111,8 @@ def test_resolve_without_history_is_identity(plan):
 def test_the_follow_ups_own_words_choose_the_sentence(qa):
     # the earlier answer quoted 四、3's PPP sentence; "那地方科协呢" asks for the one
     # about what 地方科协 do, not for the same sentence again
-    q1 = "科普信息化怎么搞？"
-    a1 = qa.ask(q1)
-    assert a1.citations[0].ref == "四、3"
-    a2 = qa.ask("那地方科协呢？", [(q1, a1.text)])
+    history = _after(qa, "科普信息化怎么搞？", "四、3")
+    a2 = qa.ask("那地方科协呢？", history)
     assert a2.citations[0].ref == "四、3"
     assert any(s.startswith("支持地方科协搭建精准推送科普服务平台")
                for s in a2.citations[0].highlights)
@@ -140,10 +143,8 @@ def test_more_is_a_follow_up_only_after_an_answer(plan):
 
 def test_the_follow_ups_words_count_even_where_the_plans_tokens_split_them(qa):
     # "依托互联网的线上交流" is tokenized 线|上交…: 线上 is found as written
-    q1 = "学术会议结构怎么优化？"
-    a1 = qa.ask(q1)
-    assert a1.citations[0].ref == "四、1"
-    a2 = qa.ask("那线上呢？", [(q1, a1.text)])
+    history = _after(qa, "学术会议结构怎么优化？", "四、1")
+    a2 = qa.ask("那线上呢？", history)
     assert a2.citations[0].ref == "四、1" and "线上交流" in a2.text
 
 
@@ -168,10 +169,8 @@ def test_a_bare_request_stays_in_the_clause_with_no_focus_of_its_own(plan):
 
 @pytest.mark.parametrize("follow_up", ["具体怎么做？", "为啥要这样", "why?"])
 def test_a_bare_request_is_answered_from_the_clause_just_quoted(qa, follow_up):
-    q1 = "科协机关编制要怎么改"
-    a1 = qa.ask(q1)
-    assert a1.citations[0].ref == "二、2"
-    a2 = qa.ask(follow_up, [(q1, a1.text)])
+    history = _after(qa, "科协机关编制要怎么改", "二、2")
+    a2 = qa.ask(follow_up, history)
     assert a2.found and a2.citations[0].ref == "二、2"
 
 
@@ -179,19 +178,15 @@ def test_a_new_topic_of_the_same_section_is_the_clause_its_heading_names(qa):
     # 一、2 and 一、1 say 目标 in passing; 一、3 is 总体目标. Another section's title
     # naming the new word does not take it over (the follow-up's clause stays first
     # when no clause of its section is named).
-    q1 = "基本原则有哪些"
-    a1 = qa.ask(q1)
-    assert a1.citations[0].ref == "一、2"
-    assert qa.ask("目标呢", [(q1, a1.text)]).citations[0].ref == "一、3"
+    history = _after(qa, "基本原则有哪些", "一、2")
+    assert qa.ask("目标呢", history).citations[0].ref == "一、3"
 
 
 def test_the_word_that_frames_a_new_topic_is_not_part_of_it(qa, plan):
     # "那方面" frames 科学道德, which 五、4 speaks of and 五、3 does not
-    q1 = "对领导干部有什么思想上的要求"
-    a1 = qa.ask(q1)
-    assert a1.citations[0].ref == "五、3"
-    assert resolve("科学道德那方面呢", [(q1, a1.text)], plan).focus == "科学道德"
-    assert qa.ask("科学道德那方面呢", [(q1, a1.text)]).citations[0].ref == "五、4"
+    history = _after(qa, "对领导干部有什么思想上的要求", "五、3")
+    assert resolve("科学道德那方面呢", history, plan).focus == "科学道德"
+    assert qa.ask("科学道德那方面呢", history).citations[0].ref == "五、4"
 
 
 def test_a_short_does_it_say_anything_about_x_asks_about_x_in_the_topic(qa, plan):
