@@ -127,11 +127,24 @@ BLIND6_GATES = {
     "answers.verbatim": 1.0,
 }
 
+#: blind7.jsonl: the blind set of 2026-12-03's evening (an eighth hand, the plan alone; only
+#: its aggregates are read). First run on f726bb1, second on 0b873d1, both in
+#: eval/runs/blind7-runs.md; gates set on the second with margins of about two questions.
+BLIND7_SET = DEFAULT_SET.with_name("blind7.jsonl")
+BLIND7_GATES = {
+    "retrieval.hit@1": 0.915,  # measured 0.931 (first run 0.931)
+    "answers.citation@1": 0.865,  # measured 0.880 (first run 0.875)
+    "answers.fact_recall": 0.845,  # measured 0.863 (first run 0.852)
+    "answers.refusal_recall": 0.81,  # measured 0.889 (first run 0.889; 27 turns)
+    "answers.false_refusal_rate": 0.075,  # at most; measured 0.054 (first run 0.054)
+    "answers.verbatim": 1.0,
+}
 
 #: The sets with gates of their own (any other set has the main GATES).
 SET_GATES: dict[Path, dict[str, float]] = {
     HELDOUT_SET: HELDOUT_GATES, BLIND2_SET: BLIND2_GATES, BLIND3_SET: BLIND3_GATES,
     BLIND4_SET: BLIND4_GATES, BLIND5_SET: BLIND5_GATES, BLIND6_SET: BLIND6_GATES,
+    BLIND7_SET: BLIND7_GATES,
 }
 
 
