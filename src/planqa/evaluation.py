@@ -135,7 +135,7 @@ BLIND7_GATES = {
     "retrieval.hit@1": 0.915,  # measured 0.931 (first run 0.931)
     "answers.citation@1": 0.865,  # measured 0.880 (first run 0.875)
     "answers.fact_recall": 0.845,  # measured 0.863 (first run 0.852)
-    "answers.refusal_recall": 0.81,  # measured 0.889 (first run 0.889; 27 turns)
+    "answers.refusal_recall": 0.81,  # measured 0.889, then 0.926 (first 0.889; 27 turns)
     "answers.false_refusal_rate": 0.075,  # at most; measured 0.054 (first run 0.054)
     "answers.verbatim": 1.0,
 }
