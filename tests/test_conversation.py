@@ -221,3 +221,16 @@ def test_asked_where_the_last_answer_stands_it_names_the_clause(qa):
     a2 = qa.ask("这是第几条", [(q1, a1.text)])
     assert a2.found and a2.citations[0].ref == a1.citations[0].ref == "二、6"
     assert "第二部分" in a2.text and "第6条" in a2.text and "共" not in a2.text
+
+
+def test_a_short_question_refused_alone_is_read_once_more_as_a_follow_up(qa, plan):
+    # "工作方式上要成啥样" has no follow-up form and is refused on its own; after 总体目标
+    # it asks about 一、3. A question in no words of the plan is not read so.
+    from planqa.conversation import resolve_as_follow_up
+
+    history = _after(qa, "总体目标讲了啥", "一、3")
+    assert not qa.ask("工作方式上要成啥样").found
+    a = qa.ask("工作方式上要成啥样", history)
+    assert a.found and a.citations[0].ref == "一、3"
+    assert resolve_as_follow_up("明天会下雨吗？", history, plan) is None
+    assert resolve_as_follow_up("工作方式上要成啥样", [], plan) is None

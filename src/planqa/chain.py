@@ -19,7 +19,7 @@ from langchain_core.runnables.config import get_callback_manager_for_config
 from planqa.answer_type import sentence_answers
 from planqa.answering import DEFAULT_CALIBRATION, Answer, Calibration, compose
 from planqa.config import Settings
-from planqa.conversation import Resolved, resolve
+from planqa.conversation import Resolved, resolve, resolve_as_follow_up
 from planqa.corpus import Plan
 from planqa.errors import InvalidQuestion
 from planqa.query import ROUNDUP, roundup_topic
@@ -228,6 +228,18 @@ class PlanQA:
         return first + [h for h in hits if not first or h.passage.id != first[0].passage.id]
 
     def _compose(self, state: dict) -> Answer:
+        answer = self._compose_one(state)
+        if not answer.found and not state["resolved"].follow_up and state.get("history"):
+            # Refused on its own, a short question in a conversation may lean on the
+            # last turn though it has no follow-up form ("依据哪个文件"): read it so once.
+            again = resolve_as_follow_up(state["question"], state["history"], self.plan)
+            if again is not None:
+                second = self._compose_one(self._retrieve_hits({**state, "resolved": again}))
+                if second.found:
+                    return second
+        return answer
+
+    def _compose_one(self, state: dict) -> Answer:
         question, resolved, hits = state["question"], state["resolved"], state["hits"]
         script = state.get("script")
         traditional = (script == "traditional") if script else (

@@ -9,7 +9,7 @@ text, so the earlier clause is read back from the answer's 出处 line.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 from planqa.corpus import Plan
@@ -69,6 +69,9 @@ _BARE_WORDS = frozenset(
     "about that this it so and do does did is are was the a an in of for say says said plan "
     "again can could you would elaborate further go on they them their we responsible "
     "charge by".split())
+#: A question refused on its own this short (content characters, an English word two)
+#: is read once more as a follow-up of the last turn.
+_SECOND_READING_LEN = 12
 #: Prior weights, in units of one channel's full range (see PlanSearcher.search).
 PRIOR_CLAUSE, PRIOR_TOPIC = 1.0, 0.3
 # A Chinese character counts one, a Latin word two (an English word carries about two
@@ -145,15 +148,22 @@ def follow_up_kind(question: str, plan: Plan) -> str:
         if sum(t in vocab for t in terms) * 2 >= len(terms):
             return "tentative"
     # "谁牵头设？", "主要面向谁", "工作手段上要达到啥样": a question word and a few words,
-    # most of them the plan's. Read by jieba's words, not with the question words cut out
-    # of them (主要 less 要 is no word).
-    if _ASKS.search(core) and _content_len(core) <= 10:
-        words = {t for t in tokenize(normalize_query(core))
-                 if len(t) >= 2 and t not in STOPWORDS and not _ASKS.search(t)}
-        vocab = _vocabulary(plan)
-        if words and len(words) <= 3 and sum(t in vocab for t in words) * 2 >= len(words):
-            return "tentative"
+    # most of them the plan's.
+    if _ASKS.search(core) and _content_len(core) <= 10 and _mostly_plan_words(core, plan, 3):
+        return "tentative"
     return ""
+
+
+def _mostly_plan_words(text: str, plan: Plan, most: int | None = None) -> bool:
+    """Are at least half of `text`'s words (jieba's, two characters or more, less the
+    stopwords and question words; at most `most` of them) words of the plan? Read by
+    words, not with the question words cut out of the characters (主要 less 要 is no
+    word); "明天会下雨吗" has none."""
+    words = {t for t in tokenize(normalize_query(text))
+             if len(t) >= 2 and t not in STOPWORDS and not _ASKS.search(t)}
+    vocab = _vocabulary(plan)
+    return (bool(words) and (most is None or len(words) <= most)
+            and sum(t in vocab for t in words) * 2 >= len(words))
 
 
 def resolve(question: str, history: list[tuple[str, str]] | None, plan: Plan) -> Resolved:
@@ -167,9 +177,25 @@ def resolve(question: str, history: list[tuple[str, str]] | None, plan: Plan) ->
     return _resolve_one(question, previous, history[-1][1], plan)
 
 
+def resolve_as_follow_up(question: str, history: list[tuple[str, str]],
+                         plan: Plan) -> Resolved | None:
+    """`question` read as a follow-up of the last turn whatever its form, or None when
+    it cannot be one (no history, a reference of its own, or too long to lean on it):
+    the second reading of a short question the plan does not answer on its own
+    ("依据哪个文件" after a clause that names its source)."""
+    if (not history or parse_reference(question)
+            or _content_len(clean_input(question)) > _SECOND_READING_LEN
+            or not _mostly_plan_words(clean_input(question), plan)):
+        return None
+    previous = resolve(history[-1][0], history[:-1], plan)
+    return replace(_resolve_one(question, previous, history[-1][1], plan, "tentative"),
+                   tentative=False)
+
+
 def _resolve_one(question: str, previous: Resolved, previous_answer: str,
-                 plan: Plan) -> Resolved:
-    kind = "" if parse_reference(question) else follow_up_kind(question, plan)
+                 plan: Plan, kind: str | None = None) -> Resolved:
+    if kind is None:
+        kind = "" if parse_reference(question) else follow_up_kind(question, plan)
     if not kind:
         return Resolved(question, question)  # self-contained: never drag the old topic in
     cited = cited_passages(previous_answer, plan)
