@@ -209,6 +209,7 @@ def test_enumerate_items_trims_lead_in_and_tail():
     ("这个平台在哪里报名？", "errand"),  # a site, an address: never in the plan
     ("Where can I sign up for the training?", "errand"),
     ("Where can I get a new staff badge printed?", "errand"),
+    ("How can I reset the password of my office account?", "errand"),
     ("大礼堂怎么预约", "errand"),
     ("那个网站的网址是啥", "errand"),
     ("想报名的话要交什么材料", "errand"),

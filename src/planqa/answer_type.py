@@ -75,7 +75,8 @@ TYPES: tuple[AnswerType, ...] = (
                           r"办(?:啥|什么|哪些)手续|"
                           r"\bwhere (?:can|do|should) (?:i|we) (?:download|book|register|"
                           r"sign up|apply|buy|get|find)\b|"
-                          r"\bhow (?:do|can) (?:i|we) (?:book|download|sign up|register)\b|"
+                          r"\bhow (?:do|can) (?:i|we) (?:book|download|sign up|register|reset|"
+                          r"log ?in|renew|install|print|pay)\b|"
                           r"\b(?:url|web ?site address|web address|application form)\b",
                           re.I),
                re.compile(r"https?://|www\.|网址|电话|地址|窗口|办事大厅")),
