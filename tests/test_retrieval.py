@@ -247,3 +247,10 @@ def test_a_link_lifts_the_sentence_it_was_written_for(searcher):
     assert [b for k, b in enumerate(best) if k != at] == [o for k, o in enumerate(own) if k != at]
     changed = [pid for pid in plain if plain[pid] != lifted[pid]]
     assert all(sum(a != b for a, b in zip(plain[p], lifted[p], strict=True)) == 1 for p in changed)
+
+
+def test_words_that_frame_a_topic_are_no_query_terms(searcher, qa):
+    terms = searcher.query_terms("学会这块这次有啥新变化")
+    assert "学会" in terms and not {"这块", "这次"} & set(terms)
+    a = qa.ask("期刊这块这次有啥新说法")
+    assert a.found and a.citations[0].ref == "四、1"

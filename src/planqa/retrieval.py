@@ -56,6 +56,10 @@ HEADING_NAMES, HEADING_BONUS = 0.8, 0.75
 #: raised it on qa 0.953 -> 0.956, heldout 0.934 -> 0.941, blind2 0.943 -> 0.946, and
 #: left every citation and refusal as it was.
 ANCHOR_LIFT = 0.95
+# Words of talk that frame a question's topic ("科普这块这次有啥新动作") and would count
+# against every passage's share of the question; left out of the query's terms only (the
+# index's tokens, and so the tokenizer's signature, are unchanged).
+_FILLERS = frozenset("这块 那块 这一块 那一块 这次 此次 这回 这边 那边".split())
 _QUOTED = re.compile(r"[“\"'‘「『]([^”\"'’」』]{2,16})[”\"'’」』]")
 QUOTE_BONUS = 0.5
 # Fusion weights of the min-max normalized channel scores; chosen on eval/qa.jsonl.
@@ -316,7 +320,7 @@ class PlanSearcher:
         English, the plan's own Chinese terms for its phrases (see the glossary)."""
         q = self.parse(question)
         if not q.english_terms:
-            return tokenize(q.simplified)
+            return [t for t in tokenize(q.simplified) if t not in _FILLERS]
         # English words never occur in the plan; keep only tokens it has (e.g. "PPP"). A
         # glossary term the plan never uses would only count against every passage.
         return [t for t in tokenize(" ".join(q.english_terms)) + tokenize(q.simplified)
