@@ -77,6 +77,11 @@ def test_direct_references_resolve_exactly(retriever, question, ref):
     ("第三部分", Reference("三")),
     ("第2部分第3条", Reference("二", "3")),
     ("What does part II clause 5 say?", Reference("二", "5")),
+    # English number words: "section one", "the second part", "the third clause of …"
+    ("What is section one about?", Reference("一")),
+    ("What's the second part of the document about?", Reference("二")),
+    ("the third clause of section four", Reference("四", "3")),
+    ("one part of the reform is hard", None),  # a cardinal before the noun is no ref
     ("事业编制要精简到多少名？", None),
     ("2016年底前完成", None),
     ("第一动力是什么", None),

@@ -168,10 +168,27 @@ def _section_token(token: str) -> str | None:
     return int_to_cn(n) if n and 1 <= n <= 99 else None
 
 
+_CARDINALS = ("one two three four five six seven eight nine ten").split()
+_ORDINALS = ("first second third fourth fifth sixth seventh eighth ninth tenth").split()
+_EN_NUMBERS = {w: str(i) for words in (_CARDINALS, _ORDINALS)
+               for i, w in enumerate(words, 1)}
+_EN_UNIT = r"(section|part|chapter|clause|item|point|article|paragraph)"
+# "section one", "the second part"; not "one part of the reform"
+_EN_AFTER = re.compile(rf"\b{_EN_UNIT}\s+({'|'.join(_CARDINALS)})\b", re.I)
+_EN_BEFORE = re.compile(rf"\b({'|'.join(_ORDINALS)})\s+{_EN_UNIT}\b", re.I)
+
+
+def _english_ordinals(q: str) -> str:
+    """"section one", "the second part" as "section 1", "part 2"."""
+    q = _EN_AFTER.sub(lambda m: f"{m[1]} {_EN_NUMBERS[m[2].lower()]}", q)
+    return _EN_BEFORE.sub(lambda m: f"{m[2]} {_EN_NUMBERS[m[1].lower()]}", q)
+
+
 def parse_reference(question: str) -> Reference | None:
-    """Find an explicit section (and clause) reference such as 第二部分第5条, 二、5 or
-    "part 2 clause 5". Returns None when the question names no section."""
-    q = normalize_query(question)
+    """Find an explicit section (and clause) reference such as 第二部分第5条, 二、5,
+    "part 2 clause 5" or "the second clause of section three". Returns None when the
+    question names no section."""
+    q = _english_ordinals(normalize_query(question))
     both = _SECTION_AND_CLAUSE.search(q)
     if both and (sec := _section_token(both.group(1))):
         return Reference(sec, str(int(both.group(2))))
