@@ -500,6 +500,7 @@ def test_an_english_count_is_answered_with_the_count(qa):
     ("When it's all done, what should it have turned into?", None),  # a clause, then the ask
     ("what funding model does the platform use?", None),  # a model, not an amount
     ("how much funding does the platform get?", "money"),
+    ("How much will a secretary-general be paid?", "money"),
 ])
 def test_answer_types_read_in_context(question, kind):
     t = expected_type(question)
@@ -548,3 +549,10 @@ def test_how_many_must_be_asks_for_a_share_not_a_count_of_items(qa):
     a = qa.ask("For a society's standing council, how many have to be front-line scientists?")
     assert a.found and a.citations[0].ref == "三、3" and "三分之二以上" in a.text
     assert "共" not in a.text.split("\n")[0]
+
+
+def test_an_english_count_counts_only_a_list_of_what_it_names(qa):
+    # 三、1's 、-list is of the 团体会员 it admits: it is no count of individual members
+    assert not qa.ask("How many individual members will CAST have?").found
+    a = qa.ask("How many kinds of awareness should Party members strengthen?")
+    assert a.found and a.citations[0].ref == "五、3" and "四" in a.text.split("\n")[0]

@@ -52,7 +52,8 @@ TYPES: tuple[AnswerType, ...] = (
                           r"多少\w{0,4}(?:经费|资金)|"
                           r"会费|补贴|津贴|奖金|拨款|费用是?多少|"
                           # "what funding model" asks for a model, not an amount
-                          r"\b(?:budget|salary|how much (?:money|funding)|fee|allowance)\b",
+                          r"\b(?:budget|salary|how much (?:money|funding)|fee|allowance|"
+                          r"(?:be|get|gets|are|is) paid|earns?)\b",
                           re.I),
                re.compile(rf"{_NUM}\s*(?:元|万元|亿元|亿)")),
     AnswerType("place",

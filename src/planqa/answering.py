@@ -21,7 +21,7 @@ from planqa.corpus import Passage, Plan
 from planqa.query import LIST, ROUNDUP, STRUCTURE, Query, classify, parse_query
 from planqa.refs import PREAMBLE, int_to_cn, locate, own_words, section_ordinal, source_line
 from planqa.retrieval import Hit
-from planqa.text import STOPWORDS, pos_tags, tokenize
+from planqa.text import STOPWORDS, english_terms, pos_tags, tokenize
 
 
 @dataclass(frozen=True)
@@ -468,11 +468,12 @@ def _enumeration(q: Query, hit: Hit) -> tuple[list[int], list[str], tuple[str, .
         return [], [it.heading_simplified for it in p.items], tuple(
             it.heading for it in p.items)
     scores = hit.sentence_scores or tuple(0.0 for _ in p.sentences_simplified)
-    noun = _counted_noun(q.simplified)
+    # An English question's X is the plan's term for it, which a list of X names.
+    noun = _english_counted_noun(q.simplified) if q.english else _counted_noun(q.simplified)
     for i in sorted(range(len(scores)), key=lambda i: -scores[i])[:3]:
         sentence = p.sentences_simplified[i]
         items = enumerate_items(sentence, q.simplified)
-        if len(items) >= 3 and _lists_the_noun(sentence, items, noun):
+        if len(items) >= 3 and _lists_the_noun(sentence, items, noun, strict=q.english):
             return [i], items, None
     return [], [], None
 
@@ -486,12 +487,24 @@ def _counted_noun(asked: str) -> str:
     return re.sub(r"[吗呢吧啊呀]+$", "", m.group(1)) if m else ""
 
 
-def _lists_the_noun(sentence: str, items: list[str], noun: str) -> bool:
+_HOW_MANY_WHAT = re.compile(r"\bhow many ((?:[a-z-]+ ){0,2}[a-z-]+)", re.I)
+
+
+def _english_counted_noun(asked: str) -> str:
+    """What "how many X" counts, as the plan's term for X ("" when the glossary has none)."""
+    m = _HOW_MANY_WHAT.search(asked)
+    terms = english_terms(m.group(1)) if m else []
+    return terms[0] if terms else ""
+
+
+def _lists_the_noun(sentence: str, items: list[str], noun: str, strict: bool = False) -> bool:
     """Whether a 、-list is a list of the counted X: it is unless the sentence names X
     in another of its comma pieces ("建立一批协同创新共同体,特别是围绕京津冀、…" lists
-    strategies, not communities: the plan gives no count of them)."""
+    strategies, not communities: the plan gives no count of them). `strict` (an English
+    X, read as the plan's term): only a list whose piece names X, or whose items end
+    in it ("How many individual members" is no count of 三、1's list of 团体会员)."""
     if not noun or noun not in sentence:
-        return True
+        return not strict
     piece = next((c for c in _ENUM_SPLIT.split(sentence) if items[-1] in c), "")
     return noun in piece or all(x.endswith(noun[-2:]) for x in items)
 
