@@ -231,8 +231,10 @@ class PlanQA:
         answer = self._compose_one(state)
         if not answer.found and not state["resolved"].follow_up and state.get("history"):
             # Refused on its own, a short question in a conversation may lean on the
-            # last turn though it has no follow-up form ("依据哪个文件"): read it so once.
-            again = resolve_as_follow_up(state["question"], state["history"], self.plan)
+            # last turn though it has no follow-up form ("工作方式上要成啥样"): read it so
+            # once (this second retrieval is not reported to tracers as a retriever run).
+            history = [(clean_input(q), a) for q, a in state["history"]]
+            again = resolve_as_follow_up(state["question"], history, self.plan)
             if again is not None:
                 second = self._compose_one(self._retrieve_hits({**state, "resolved": again}))
                 if second.found:

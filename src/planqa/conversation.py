@@ -50,11 +50,11 @@ _MORE = re.compile(r"除了?(?:这|那|上面|前面|刚才)|除此之外|此外
                    r"还有(?:别的|其他|其它|啥|什么|哪些)|还有吗|还有呢|"
                    r"\b(?:what|anything) else\b|\bbesides (?:this|that)\b", re.I)
 _QUOTED = re.compile(r"“([^”]+)”")
-# "道德学风方面呢", "农村那块": the word that frames the new topic is not part of it.
 # "年轻人有要求没", "党建方面有啥规定": a short "X有要求吗" after an answer asks about X
 # within what was being discussed, as "那X呢" does.
 _ASKS_ABOUT = r"(?:有没有|有|有啥|有什么)(?:要求|规定|说法|安排)(?:吗|没有|没)?$"
 _ASPECT_ASK = re.compile(r"^[^，,。]{1,6}" + _ASKS_ABOUT)
+# "道德学风方面呢", "农村那块": the word that frames the new topic is not part of it.
 _ASPECT = re.compile(r"[这那]?一?方面|[这那]一?块|[这那]边")
 # A request about the clause just quoted that names nothing of its own: "具体怎么做",
 # "为啥要这样", "展开说说", "why?", "in English please". Every word of it (jieba's,
@@ -180,9 +180,9 @@ def resolve(question: str, history: list[tuple[str, str]] | None, plan: Plan) ->
 def resolve_as_follow_up(question: str, history: list[tuple[str, str]],
                          plan: Plan) -> Resolved | None:
     """`question` read as a follow-up of the last turn whatever its form, or None when
-    it cannot be one (no history, a reference of its own, or too long to lean on it):
-    the second reading of a short question the plan does not answer on its own
-    ("依据哪个文件" after a clause that names its source)."""
+    it cannot be one (no history, a reference of its own, too long to lean on it, or
+    not mostly in the plan's words): the second reading of a short question the plan
+    does not answer on its own ("工作方式上要成啥样" after 总体目标)."""
     if (not history or parse_reference(question)
             or _content_len(clean_input(question)) > _SECOND_READING_LEN
             or not _mostly_plan_words(clean_input(question), plan)):
