@@ -140,11 +140,24 @@ BLIND7_GATES = {
     "answers.verbatim": 1.0,
 }
 
+#: blind8.jsonl: the blind set of 2026-12-04's evening (a ninth hand, the plan alone; only its
+#: aggregates are read). First run in eval/runs/blind8-runs.md; gates about two questions under
+#: it, to be set again on its second run.
+BLIND8_SET = DEFAULT_SET.with_name("blind8.jsonl")
+BLIND8_GATES = {
+    "retrieval.hit@1": 0.945,  # measured 0.963
+    "answers.citation@1": 0.93,  # measured 0.948
+    "answers.fact_recall": 0.89,  # measured 0.908
+    "answers.refusal_recall": 0.81,  # measured 0.909 (22 turns)
+    "answers.false_refusal_rate": 0.045,  # at most; measured 0.017
+    "answers.verbatim": 1.0,
+}
+
 #: The sets with gates of their own (any other set has the main GATES).
 SET_GATES: dict[Path, dict[str, float]] = {
     HELDOUT_SET: HELDOUT_GATES, BLIND2_SET: BLIND2_GATES, BLIND3_SET: BLIND3_GATES,
     BLIND4_SET: BLIND4_GATES, BLIND5_SET: BLIND5_GATES, BLIND6_SET: BLIND6_GATES,
-    BLIND7_SET: BLIND7_GATES,
+    BLIND7_SET: BLIND7_GATES, BLIND8_SET: BLIND8_GATES,
 }
 
 
