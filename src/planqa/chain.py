@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Iterator
@@ -102,7 +103,7 @@ class PlanQA:
         question = self.searcher.prepare(state["question"])
         history = [(clean_input(q), a) for q, a in state.get("history") or []]
         resolved = resolve(question, history, self.plan)
-        return {**state, "question": question, "resolved": resolved}
+        return {**state, "question": question, "history": history, "resolved": resolved}
 
     def _retrieve(self, state: dict, config: RunnableConfig) -> dict:
         """Retrieval, reported to tracers as a retriever run with its documents."""
@@ -207,6 +208,8 @@ class PlanQA:
             return (hit.passage.section == hits[0].passage.section
                     and all(t in hit.passage.heading_simplified for t in terms))
 
+        # the new words searched alone, at most once (a query embedding each time)
+        alone = functools.cache(lambda: self.searcher.search(focus, k=TOP_K))
         about = [h for h in hits if speaks_of(h)]
         if about and speaks_of(hits[0]):
             named = [h for h in about if names(h)]
@@ -214,14 +217,14 @@ class PlanQA:
                 return hits
             about = named
         if not about:
-            about = [h for h in self.searcher.search(focus, k=TOP_K) if speaks_of(h)][:1]
+            about = [h for h in alone() if speaks_of(h)][:1]
         first = about[:1]
         if first and first[0] is not hits[0]:
             # Scored against the whole rewrite ("目标 第二条 基本原则第一条是啥"), the
             # passage that speaks of the new words looks off topic; its evidence is its
             # match to those words, which is what moved it first.
-            alone = {h.passage.id: h for h in self.searcher.search(focus, k=TOP_K)}
-            if (own := alone.get(first[0].passage.id)) is not None:
+            own = next((h for h in alone() if h.passage.id == first[0].passage.id), None)
+            if own is not None:
                 h = first[0]
                 first = [replace(h, dense=max(h.dense, own.dense), link=max(h.link, own.link),
                                  lexical=max(h.lexical, own.lexical))]
@@ -233,8 +236,7 @@ class PlanQA:
             # Refused on its own, a short question in a conversation may lean on the
             # last turn though it has no follow-up form ("工作方式上要成啥样"): read it so
             # once (this second retrieval is not reported to tracers as a retriever run).
-            history = [(clean_input(q), a) for q, a in state["history"]]
-            again = resolve_as_follow_up(state["question"], history, self.plan)
+            again = resolve_as_follow_up(state["question"], state["history"], self.plan)
             if again is not None:
                 second = self._compose_one(self._retrieve_hits({**state, "resolved": again}))
                 if second.found:

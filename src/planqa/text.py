@@ -208,12 +208,17 @@ _LATIN = re.compile(r"[A-Za-z]")
 
 
 @lru_cache(maxsize=1)
+def _glossary_lines() -> tuple[tuple[str, str], ...]:
+    """The glossary's (english, chinese) lines, read once."""
+    lines = GLOSSARY_PATH.read_text(encoding="utf-8").splitlines()
+    pairs = (line.split("\t", 1) for line in lines if line.strip() and not line.startswith("#"))
+    return tuple((english, chinese) for english, chinese in pairs)
+
+
+@lru_cache(maxsize=1)
 def _glossary() -> tuple[tuple[re.Pattern[str], str], ...]:
     entries = []
-    for line in GLOSSARY_PATH.read_text(encoding="utf-8").splitlines():
-        if not line.strip() or line.startswith("#"):
-            continue
-        english, chinese = line.split("\t", 1)
+    for english, chinese in _glossary_lines():
         words = [re.escape(w) for w in english.lower().split()]
         # "university" is also "universities"
         if re.search(r"[^aeiou]y$", words[-1]):
@@ -249,10 +254,8 @@ _ENGLISH_WORD = re.compile(r"[a-z][a-z'\-]*[a-z]|[a-z]")
 @lru_cache(maxsize=1)
 def _glossary_words() -> tuple[frozenset[str], dict[str, str]]:
     """The glossary's words, and its longer words with one letter dropped (→ the word)."""
-    words: set[str] = set()
-    for line in GLOSSARY_PATH.read_text(encoding="utf-8").splitlines():
-        if line.strip() and not line.startswith("#"):
-            words.update(_ENGLISH_WORD.findall(line.split("\t", 1)[0].lower()))
+    words = {w for english, _ in _glossary_lines()
+             for w in _ENGLISH_WORD.findall(english.lower())}
     dropped = {w[:i] + w[i + 1:]: w for w in words if len(w) >= 7 for i in range(len(w))}
     return frozenset(words), dropped
 
