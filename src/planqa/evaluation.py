@@ -153,11 +153,23 @@ BLIND8_GATES = {
     "answers.verbatim": 1.0,
 }
 
+#: blind9.jsonl: the blind set of 2026-12-07 (a tenth hand, the plan alone; only its aggregates
+#: are read). First run on b582016 in eval/runs/blind9-runs.md; gates about two questions under it.
+BLIND9_SET = DEFAULT_SET.with_name("blind9.jsonl")
+BLIND9_GATES = {
+    "retrieval.hit@1": 0.88,  # measured 0.895
+    "answers.citation@1": 0.84,  # measured 0.855
+    "answers.fact_recall": 0.80,  # measured 0.813
+    "answers.refusal_recall": 0.86,  # measured 0.955 (22 turns)
+    "answers.false_refusal_rate": 0.05,  # at most; measured 0.035
+    "answers.verbatim": 1.0,
+}
+
 #: The sets with gates of their own (any other set has the main GATES).
 SET_GATES: dict[Path, dict[str, float]] = {
     HELDOUT_SET: HELDOUT_GATES, BLIND2_SET: BLIND2_GATES, BLIND3_SET: BLIND3_GATES,
     BLIND4_SET: BLIND4_GATES, BLIND5_SET: BLIND5_GATES, BLIND6_SET: BLIND6_GATES,
-    BLIND7_SET: BLIND7_GATES, BLIND8_SET: BLIND8_GATES,
+    BLIND7_SET: BLIND7_GATES, BLIND8_SET: BLIND8_GATES, BLIND9_SET: BLIND9_GATES,
 }
 
 
