@@ -1,5 +1,7 @@
 """Answers: extractive and exact, in the question's script, with the source named."""
 
+import re
+
 import pytest
 
 from planqa.answer_type import expected_type, sentence_answers
@@ -142,6 +144,13 @@ def test_malformed_history_is_a_clear_error(qa, history):
     # "散落各处" of papers lost in the world, not of the plan's clauses
     ("老先生们的手稿散落各处，有人管吗", PLAIN),
     ("跟挂职有关的规定散落在哪些条款", ROUNDUP),
+    # where in the plan, however it is put
+    ("挂职交流分别在哪几条有规定？", ROUNDUP),
+    ("智库这个词在方案里出现过几次", ROUNDUP),
+    ("科普一共在几个地方提到？", ROUNDUP),
+    ("方案里哪几个地方讲到院士？", ROUNDUP),
+    ("学会改革方方面面都是怎么写的？", ROUNDUP),
+    ("评奖的事方案里都在哪儿提到？", ROUNDUP),
 ])
 def test_classify(question, kind):
     assert classify(question) == kind
@@ -356,6 +365,26 @@ def test_a_roundup_topic_is_the_plans_words_in_it(qa):
     assert a.mode == "roundup" and [c.ref for c in a.citations] == holders
 
 
+def test_a_roundup_counts_places_never_the_items_of_one_sentence(qa):
+    """"在几个地方提到 / 出现过几次" ask how many places of the plan; a failed round-up must
+    not turn into "第X条共三个" (the items of one sentence)."""
+    holders = [p.ref for p in qa.plan.passages if "学会联合体" in p.text_simplified]
+    a = qa.ask("学会联合体在方案里出现过几次？各讲了啥")
+    assert a.mode == "roundup" and [c.ref for c in a.citations] == holders
+    assert "共有三处" in a.text
+    for q in ("科技期刊一共在几个地方提到？", "天气预报在方案里一共在几个地方提到？"):
+        assert not re.search(r"第.条共", qa.ask(q).text)
+
+
+def test_a_roundup_in_everyday_words_reads_the_whole_topic(qa):
+    """A topic with few of the plan's words ("年轻科研人员") is read by its meaning too:
+    the clause that sets the share of young scientists is among those listed."""
+    a = qa.ask("方案里讲年轻科研人员的地方都列出来")
+    assert a.found and a.mode == "roundup" and len(a.citations) >= 2
+    assert "二、1" in [c.ref for c in a.citations]
+    assert "45岁以下青年科技工作者" in a.text
+
+
 def test_a_list_question_inside_one_item_answers_from_that_item(qa):
     """"基本原则有哪些" lists the five —— items; a question that names one of them asks
     what that item says, not for the list again."""
@@ -367,8 +396,8 @@ def test_a_list_question_inside_one_item_answers_from_that_item(qa):
 
 
 def test_a_roundup_quotes_the_sentence_that_holds_the_topic():
-    """Of a clause's sentences, the one with the topic's words, not a heading that
-    scores well on the common ones; at most two, in text order."""
+    """Of a clause's sentences, those with the topic's words, not a heading that
+    scores well on the common ones; the fullest first, at most three, in text order."""
     from planqa.answering import roundup_sentences
     from planqa.corpus import Passage
     from planqa.retrieval import Hit
@@ -377,8 +406,13 @@ def test_a_roundup_quotes_the_sentence_that_holds_the_topic():
                 heading="", section_title="", text="", sentences=("a", "b", "c", "d"))
     hit = Hit(p, 0.5, "a", 0, 0.8, 0.5, sentence_scores=(0.9, 0.2, 0.4, 0.3),
               sentence_coverage=(0.5, 1.0, 1.0, 1.0))
-    assert roundup_sentences(hit) == [2, 3]
+    assert roundup_sentences(hit) == [1, 2, 3]
+    assert roundup_sentences(hit, most=2) == [2, 3]
     assert roundup_sentences(hit, most=1) == [2]
+    # a sentence with most of the best one's share counts; one with half of it does not
+    near = Hit(p, 0.5, "a", 0, 0.8, 0.5, sentence_scores=(0.9, 0.2, 0.4, 0.3),
+               sentence_coverage=(0.5, 1.0, 0.85, 0.2))
+    assert roundup_sentences(near) == [1, 2]
 
 
 def test_an_elliptical_follow_up_is_answered_from_the_clause_in_focus(qa):

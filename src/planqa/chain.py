@@ -126,12 +126,17 @@ class PlanQA:
         if query.shape == ROUNDUP:
             # Every passage on the topic, scored for the topic words alone.
             topic = roundup_topic(query.simplified) or query.simplified
+            words = topic
             if not query.english:
                 # Scored for the plan's words in the topic: a passage holds "every word of
                 # the topic" only when no word the plan never uses counts against it.
-                topic = " ".join(self.searcher.plan_terms(topic)) or topic
-            hits = self.searcher.search(topic, k=len(self.plan.passages))
-            return {**state, "hits": hits}
+                words = " ".join(self.searcher.plan_terms(topic)) or topic
+            everyone = len(self.plan.passages)
+            hits = self.searcher.search(words, k=everyone)
+            # ... and for the whole topic as put ("年轻人"), which the dense and link
+            # channels read when the plan's words alone say little.
+            wide = self.searcher.search(topic, k=everyone) if words != topic else hits
+            return {**state, "hits": hits, "topic_hits": wide}
         hits = None
         if resolved.follow_up and resolved.prior and self._focus_answers(resolved):
             # An elliptical follow-up asking for a kind of fact ("什么时候完成？") is
@@ -250,7 +255,8 @@ class PlanQA:
             has_cjk(question) and is_traditional(question))
         parse = self.searcher.parse  # typos read as the plan's words, as retrieval did
         answer = compose(parse(resolved.question), hits, self.plan, traditional=traditional,
-                         asked=parse(question), cal=self.calibration)
+                         asked=parse(question), cal=self.calibration,
+                         topic_hits=state.get("topic_hits"))
         # Only sentence picks are rewritten; a clause quoted in full or an outline built
         # from the plan's structure is already the best answer.
         if answer.mode == "quote" and self.llm is not None:
