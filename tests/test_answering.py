@@ -254,6 +254,8 @@ def test_enumerate_items_trims_lead_in_and_tail():
     ("Why cut the staff to 1120?", None),
     # "就是几个…" is "just a few", not "how many"
     ("科协就是几个专家说了算吗", None),
+    # "能不能几家合伙" asks whether some may join hands, not how many
+    ("我们厂小，能不能几家合起来建一个科协？", None),
 ])
 def test_expected_answer_type(question, type_name):
     t = expected_type(normalize_query(question))
@@ -455,6 +457,10 @@ def _sentence_with(plan, ref, needle):
     # the asked time in other words (限期, 时限) is the question, not whom it is for
     ("编制精简的限期到啥时候", "二、2", "1120", None),
     ("事业单位压缩有时限吗，时限到哪年", "二、2", "13个", None),
+    # the speaker's word for what the sentence gives (名额 for 比例, 位置 for a post) is
+    # no other group: a word the plan never uses counts only if it names people or a body
+    ("全国大会代表里年纪轻的名额给多少？", "二、1", "45岁", None),
+    ("新组建的服务中心主任由谁担任？", "二、2", "企业创新服务中心", "主任"),
 ])
 def test_uncovered_qualifier(plan, question, ref, needle, expected):
     from planqa.answering import uncovered_qualifier

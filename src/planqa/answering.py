@@ -280,17 +280,24 @@ def _same_clause(a: tuple[int, int], b: tuple[int, int], breaks: list[int]) -> b
     return not any(lo <= c < hi for c in breaks)
 
 
+#: The last characters of nouns that name people or bodies (女性, 主任, 委员, 省厅, 县级):
+#: a word the plan never uses is another group only if it is one of those; 名额, 位子,
+#: 消息 are the speaker's words for what the sentence gives.
+_WHO_ENDINGS = frozenset("人员者性士长任家师生工民委会部局厅院所校级协组队省市县区村企司厂")
+
+
 def _names_another(word: str, passage: Passage, plan: Plan, quoted: str) -> bool:
     """Does the question's noun name a body or kind other than the passage's? A plan
     word does when the passage lacks it; a compound the plan never uses does when a
     part of it is a plan word the passage lacks (行政编制 beside 二、2's 事业编制: the
-    plan says 行政化), or when it shares no character with the quote at all."""
+    plan says 行政化), or when it names people or a body and shares no character with
+    the quote at all (女性 against 基层一线's share)."""
     if word in plan.text_simplified:
         return word not in passage.text_simplified
     parts = [w for w in tokenize(word) if len(w) >= 2 and w != word]
     if any(w in plan.text_simplified and w not in passage.text_simplified for w in parts):
         return True
-    return not set(word) & set(quoted)
+    return word[-1] in _WHO_ENDINGS and not set(word) & set(quoted)
 
 
 def uncovered_qualifier(asked: Query, sentences: list[str], passage: Passage,
