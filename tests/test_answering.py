@@ -192,6 +192,8 @@ def test_now_under_the_plan_is_answered_with_the_body(qa):
     ("学术交流在方案里哪几处有要求？", "学术交流"),
     ("跟挂职有关的规定散落在哪些条款，汇总一下", "挂职"),
     ("院士这件事，方案哪几条都提到了？", "院士"),
+    ("Where all does the plan mention academic journals?", "academic journals"),
+    ("Which parts of the plan deal with science outreach? List them all.", "science outreach"),
 ])
 def test_roundup_topic_leaves_the_topic(question, topic):
     from planqa.query import roundup_topic
@@ -469,6 +471,20 @@ def test_uncovered_qualifier(plan, question, ref, needle, expected):
     passage, sentences = _sentence_with(plan, ref, needle)
     assert sentences
     assert uncovered_qualifier(parse_query(question), sentences, passage, plan) == expected
+
+
+def test_an_english_near_miss_names_the_level_the_plan_never_gives(qa):
+    """The plan's figures are for the national bodies: asked for the provincial ones or
+    for women in English, planqa says the plan does not give them, as in Chinese."""
+    for q in ("What share of the provincial associations' committee members must come "
+              "from the grassroots?", "What share of the national congress delegates "
+              "must be women?"):
+        a = qa.ask(q)
+        assert not a.found and a.related and a.related[0].ref == "二、1", q
+        assert "方案没有专门给出" in a.text
+    # the same figure asked for the national body is answered
+    a = qa.ask("What share of the national congress delegates must come from the grassroots?")
+    assert a.found and a.citations[0].ref == "二、1"
 
 
 def test_a_near_miss_names_whom_the_figure_is_for(qa):

@@ -300,6 +300,15 @@ def _names_another(word: str, passage: Passage, plan: Plan, quoted: str) -> bool
     return word[-1] in _WHO_ENDINGS and not set(word) & set(quoted)
 
 
+#: English words for groups and levels the plan gives no figure for (it names the national
+#: bodies, 地方科协 and 基层一线): "the provincial associations' committees", "women
+#: delegates". Only a word whose Chinese the plan never uses counts.
+_ENGLISH_QUALIFIERS = {"provincial": "省级", "province": "省级", "provinces": "省级",
+                       "municipal": "市级", "women": "女性", "woman": "女性",
+                       "female": "女性", "male": "男性"}
+_ENGLISH_WORD = re.compile(r"[a-z]+")
+
+
 def uncovered_qualifier(asked: Query, sentences: list[str], passage: Passage,
                         plan: Plan) -> str | None:
     """A body, group or kind the factoid question names that the quoted sentences do
@@ -310,6 +319,10 @@ def uncovered_qualifier(asked: Query, sentences: list[str], passage: Passage,
     the plan's own words), or when the plan never uses it and the sentences share
     not one character with it (a paraphrase such as 年轻人 for 青年 shares one)."""
     quoted = "".join(sentences)
+    if asked.english:
+        return next((zh for w in _ENGLISH_WORD.findall(asked.simplified.lower())
+                     if (zh := _ENGLISH_QUALIFIERS.get(w)) and zh not in plan.text_simplified),
+                    None)
     asks = asked.answer_type
     spans = [m.span() for m in asks.asks.finditer(asked.simplified)] if asks else []
     # Whom a figure is for stands in the asked words' clause ("常委会委员里女性要占多少",

@@ -60,6 +60,13 @@ ROUNDUP_WORDS = re.compile(
     r"(?:一共|总共|共)?在?几个地方|前前后后|分别(?:在)?|方方面面|都在哪(?:儿|里)|"
     r"(?:都|是)?(?:怎么|如何)(?:写|说|讲|安排|规定|表述)的?|一个不落地?(?:说说)?|别漏|不要漏|"
     r"这类|这摊(?:事|子事)?|之类的?|沾边的?|"
+    r"\bwhere (?:all |else )?(?:in (?:the|this) (?:plan|document) )?(?:does|do|is|are) "
+    r"(?:the |this )?(?:plan|document) (?:mention|talk about|say about|deal with|cover|"
+    r"discuss|speak (?:of|about))\b|"
+    r"\bwhich (?:parts|clauses|sections|places)(?: of (?:the|this) (?:plan|document))? "
+    r"(?:mention|talk about|say about|deal with|cover|discuss)\b|"
+    r"\b(?:list|give me|show me|name) (?:them all|all of them|every (?:place|clause|part|"
+    r"mention)|all (?:the )?(?:places|clauses|parts|mentions))\b|"
     r"\b(?:list )?(?:all|every) (?:the )?(?:clauses|places|parts|mentions)\b|"
     r"\bwhere (?:all|else)\b", re.I)
 # "往哪些地方延伸" asks where to, not where in the plan
