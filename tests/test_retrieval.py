@@ -259,3 +259,27 @@ def test_words_that_frame_a_topic_are_no_query_terms(searcher, qa):
     assert "学会" in terms and not {"这块", "这次"} & set(terms)
     a = qa.ask("期刊这块这次有啥新说法")
     assert a.found and a.citations[0].ref == "四、1"
+
+
+def test_a_close_clause_goes_before_its_sections_lead():
+    """A lead sums up its section in general words; a clause of that section scoring
+    nearly as well is the specific answer. A clause of another section, or one well
+    behind, leaves the lead first."""
+    from planqa.corpus import Passage
+    from planqa.retrieval import Hit, prefer_clause_to_lead
+
+    def hit(ref: str, kind: str, score: float) -> Hit:
+        section, _, clause = ref.partition("、")
+        p = Passage(id=ref, ref=ref, kind=kind, section=section, clause=clause,
+                    section_title="", heading="", text="", sentences=("x",))
+        return Hit(p, score, "x", 0, 0.9, 0.5)
+
+    lead, near = hit("五", "lead", 1.0), hit("五、3", "clause", 0.96)
+    other = hit("二、4", "clause", 0.99)
+    moved = prefer_clause_to_lead([lead, other, near])
+    assert [h.passage.ref for h in moved] == ["五、3", "五", "二、4"]
+    assert prefer_clause_to_lead([lead, other]) == [lead, other]
+    far = hit("五、3", "clause", 0.80)
+    assert prefer_clause_to_lead([lead, far]) == [lead, far]
+    assert prefer_clause_to_lead([near, lead]) == [near, lead]
+    assert prefer_clause_to_lead([]) == []
