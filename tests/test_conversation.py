@@ -234,3 +234,31 @@ def test_a_short_question_refused_alone_is_read_once_more_as_a_follow_up(qa, pla
     assert a.found and a.citations[0].ref == "一、3"
     assert resolve_as_follow_up("明天会下雨吗？", history, plan) is None
     assert resolve_as_follow_up("工作方式上要成啥样", [], plan) is None
+
+
+def test_a_follow_up_whose_words_stand_in_the_clause_stays_there(qa):
+    """"人事关系怎么处理？" after 挂职: 二、3 holds 人事关系 too (保留人事关系不变); 二、1,
+    which also speaks of 人事关系 for another post, is not the answer."""
+    history = _after(qa, "科协机关派干部到学会挂职要挂几年？", "二、3")
+    a = qa.ask("人事关系怎么处理？", history)
+    assert a.found and a.citations[0].ref == "二、3" and "保留人事关系不变" in a.text
+
+
+def test_counted_things_just_named_are_an_anaphor(qa, plan):
+    """"这两项 / 这两件事" point at what the last turns spoke of."""
+    assert follow_up_kind("这两件事要在什么时候之前办完？", plan) == "explicit"
+    history = _after(qa, "事业单位要压缩到多少个？", "二、2")
+    a = qa.ask("这两项要在什么时候前完成？", history)
+    assert a.found and a.citations[0].ref == "二、2" and "2016年年底前" in a.text
+
+
+def test_a_refused_follow_up_is_passed_over_by_the_next_turn(qa):
+    """After "奖金有多少？" (refused: the plan gives no sum), "那院士推荐这块怎么说？" leans
+    on the last answer that cited the plan, not on the refused words ("多少" would make
+    it ask for a figure)."""
+    history = _after(qa, "方案提到要设立哪些科技界社会奖励？", "二、7")
+    refused = qa.ask("奖金有多少？", history)
+    assert not refused.found
+    history.append(("奖金有多少？", refused.text))
+    a = qa.ask("那院士推荐这块怎么说？", history)
+    assert a.found and a.citations[0].ref == "二、7" and "两院院士推荐渠道" in a.text

@@ -33,7 +33,9 @@ _CLAUSE_ANAPHORA = re.compile(r"这一?条|该条|此条|这项规定|这一?项
                               r"\bwhich (?:clause|section|part) (?:is|was) (?:this|that|it)\b",
                               re.I)
 _ENTITY_ANAPHORA = re.compile(
-    r"它|其|这个(?!(?:实施)?方案|文件)|这些|这种|那个|那些|\b(?:it|they|them)\b|"
+    # "这两件事", "这几项", "这俩": the things just named, counted
+    r"它|其|这个(?!(?:实施)?方案|文件)|这些|这种|那个|那些|这俩|"
+    r"这[两几二三四五](?:件|个|项|条|点|种|样)|\b(?:it|they|them)\b|"
     r"\b(?:this|that)\b(?! (?:whole )?(?:document|plan|reform)\b)", re.I)
 _ORDINAL_ITEM = re.compile(r"第([一二三四五六七八九十\d]{1,2})(?:个|项|点|条)?"
                            r"(原则|意识|方面|要求|措施|项|点|个)")
@@ -166,15 +168,28 @@ def _mostly_plan_words(text: str, plan: Plan, most: int | None = None) -> bool:
             and sum(t in vocab for t in words) * 2 >= len(words))
 
 
+def _within(focus: str, text: str, plan: Plan) -> bool:
+    """Does `text` hold every word of `focus` that the plan uses (two characters or
+    more, less the stopwords), and is there at least one?"""
+    vocab = _vocabulary(plan)
+    words = {t for t in tokenize(normalize_query(focus))
+             if len(t) >= 2 and t not in STOPWORDS and t in vocab}
+    return bool(words) and all(t in text for t in words)
+
+
 def resolve(question: str, history: list[tuple[str, str]] | None, plan: Plan) -> Resolved:
     """Make `question` self-contained using `history` (oldest turn first)."""
     if not history:
         return Resolved(question, question)
-    # Resolve earlier turns in order, so a chain of follow-ups keeps its topic.
-    previous = Resolved(history[0][0], history[0][0])
-    for i, (q, _a) in enumerate(history[1:], 1):
-        previous = _resolve_one(q, previous, history[i - 1][1], plan)
-    return _resolve_one(question, previous, history[-1][1], plan)
+    # Resolve earlier turns in order, so a chain of follow-ups keeps its topic. A
+    # follow-up the plan did not answer ("奖金有多少？") is passed over: the next turn
+    # leans on the last answer that cited the plan, not on the refused words.
+    previous, answer = Resolved(history[0][0], history[0][0]), history[0][1]
+    for q, a in history[1:]:
+        turn = _resolve_one(q, previous, answer, plan)
+        if not turn.follow_up or cited_passages(a, plan):
+            previous, answer = turn, a
+    return _resolve_one(question, previous, answer, plan)
 
 
 def resolve_as_follow_up(question: str, history: list[tuple[str, str]],
@@ -229,11 +244,14 @@ def _resolve_one(question: str, previous: Resolved, previous_answer: str,
     focus = focus.rstrip("？?。.!！ ").removesuffix("呢").removesuffix("又如何").strip()
     # "这一条具体怎么落实" stays inside the earlier clause; "它…" or "那X呢" only leans on it.
     bare = is_bare_request(q)
-    weight = PRIOR_CLAUSE if _CLAUSE_ANAPHORA.search(q) or bare else PRIOR_TOPIC
-    prior = {cited[0]: weight} if cited else {}
     explicit_focus = "" if (bare or _ENTITY_ANAPHORA.search(focus)
                             or _CLAUSE_ANAPHORA.search(focus)) \
         else _ASPECT.sub("", _without_asking(re.sub(_ASKS_ABOUT, "", focus)))
+    # "这一条…" stays in the clause; so does a follow-up whose every plan word stands in
+    # it ("人事关系怎么算？" after 挂职: 二、3 keeps 人事关系 too, 二、1 only shares it).
+    inside = bool(cited) and _within(explicit_focus, plan.get(cited[0]).text_simplified, plan)
+    weight = PRIOR_CLAUSE if _CLAUSE_ANAPHORA.search(q) or bare or inside else PRIOR_TOPIC
+    prior = {cited[0]: weight} if cited else {}
     # "还有别的吗" twice running: neither earlier answer's sentences again
     seen = (previous.seen + tuple(_QUOTED.findall(to_simplified(previous_answer)))
             if _MORE.search(q) else ())
