@@ -181,6 +181,36 @@ def test_onnx_prefault_warms_the_session(backends):
     assert emb.encode_queries([]).shape == (0, 384)
 
 
+def test_onnx_graphs_hold_the_fused_ops(backends, tmp_path):
+    """`planqa model` fuses each layer's attention (``Attention``, ``QAttention`` in int8)
+    and bias + GELU; residual add + LayerNorm stays apart, in the files and in the int8
+    session (onnxruntime's CPU SkipLayerNormalization is the slower way). SLOW_FUSIONS
+    must name onnxruntime's own rewrites: it ignores names it does not know."""
+    import onnx
+    import onnxruntime as ort
+
+    def ops(path: Path) -> Counter:
+        return Counter(n.op_type for n in onnx.load(str(path), load_external_data=False)
+                       .graph.node)
+
+    model_dir = Path(backends["onnx"].model.model_file).parents[1]
+    layers = json.loads((model_dir / "config.json").read_text())["num_hidden_layers"]
+    for backend, attention in (("onnx", "Attention"), ("onnx-int8", "QAttention")):
+        have = ops(onnx_backend.onnx_path(model_dir, backend))
+        assert have[attention] == have["BiasGelu"] == layers, (backend, have)
+        assert have["SkipLayerNormalization"] == 0, (backend, have)
+    skip_ln = {}
+    for name, disabled in (("planqa", onnx_backend.SLOW_FUSIONS), ("all", None)):
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.optimized_model_filepath = str(tmp_path / f"{name}.onnx")
+        options.log_severity_level = 3
+        ort.InferenceSession(str(onnx_backend.onnx_path(model_dir, "onnx-int8")), options,
+                             providers=["CPUExecutionProvider"], disabled_optimizers=disabled)
+        skip_ln[name] = ops(tmp_path / f"{name}.onnx")["SkipLayerNormalization"]
+    assert skip_ln["planqa"] == 0 < skip_ln["all"], skip_ln
+
+
 # ---------------------------------------------------------------- export bookkeeping
 
 
