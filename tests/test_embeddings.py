@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -262,6 +263,54 @@ def test_a_failed_export_is_a_clear_error_and_leaves_nothing(tmp_path, monkeypat
     assert sorted(p.name for p in d.iterdir()) == ["config.json", "model.safetensors"]
     with pytest.raises(ValueError, match="not an ONNX backend"):
         onnx_backend.onnx_path(d, "torch")
+
+
+def _tiny_export(path: Path) -> dict[str, np.ndarray]:
+    """A stand-in for torch's export: last_hidden_state = input_ids * attention_mask, as
+    floats, one feature."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    dims = ["batch", "tokens"]
+    graph = helper.make_graph(
+        [helper.make_node("Mul", ["input_ids", "attention_mask"], ["kept"]),
+         helper.make_node("Cast", ["kept"], ["kept_f"], to=TensorProto.FLOAT),
+         helper.make_node("Unsqueeze", ["kept_f", "axis"], ["last_hidden_state"])],
+        "tiny",
+        [helper.make_tensor_value_info("input_ids", TensorProto.INT64, dims),
+         helper.make_tensor_value_info("attention_mask", TensorProto.INT64, dims)],
+        [helper.make_tensor_value_info("last_hidden_state", TensorProto.FLOAT, None)],
+        [helper.make_tensor("axis", TensorProto.INT64, [1], [2])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    ids = np.array([[0, 100, 200, 2]], dtype=np.int64)
+    return {"input_ids": ids, "attention_mask": np.ones_like(ids)}
+
+
+def test_a_fused_graph_that_differs_or_fails_is_kept_plain(tmp_path, monkeypatch):
+    """`_fuse` checks its graph against torch's output and falls back to the plain export,
+    with a warning, when it differs or the optimizer fails (another model)."""
+    from onnxruntime.transformers import optimizer
+
+    plain, fp32 = tmp_path / "plain.onnx", tmp_path / "model.onnx"
+    sample = _tiny_export(plain)
+    right = sample["input_ids"].astype(np.float32)[:, :, None]
+    config = type("Config", (), {"num_attention_heads": 1, "hidden_size": 1})()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        onnx_backend._fuse(plain, fp32, config, sample, right)  # nothing to fuse, and right
+    assert fp32.is_file()
+    with pytest.warns(UserWarning, match="differs from torch; keeping it unfused"):
+        onnx_backend._fuse(plain, fp32, config, sample, right + 1)
+    assert fp32.read_bytes() == plain.read_bytes()
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("no such pattern")
+
+    fp32.unlink()
+    monkeypatch.setattr(optimizer, "optimize_model", broken)
+    with pytest.warns(UserWarning, match=r"failed \(no such pattern\); keeping it unfused"):
+        onnx_backend._fuse(plain, fp32, config, sample, right)
+    assert fp32.read_bytes() == plain.read_bytes()
 
 
 @pytest.mark.parametrize("backend", ["onnx", "onnx-int8"])
