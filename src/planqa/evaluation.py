@@ -154,14 +154,15 @@ BLIND8_GATES = {
 }
 
 #: blind9.jsonl: the blind set of 2026-12-07 (a tenth hand, the plan alone; only its aggregates
-#: are read). First run on b582016 in eval/runs/blind9-runs.md; gates about two questions under it.
+#: are read). First run on b582016, second and third on the session's code, in
+#: eval/runs/blind9-runs.md; gates about two questions under the third.
 BLIND9_SET = DEFAULT_SET.with_name("blind9.jsonl")
 BLIND9_GATES = {
-    "retrieval.hit@1": 0.88,  # measured 0.895
-    "answers.citation@1": 0.84,  # measured 0.855
-    "answers.fact_recall": 0.80,  # measured 0.813
-    "answers.refusal_recall": 0.86,  # measured 0.955 (22 turns)
-    "answers.false_refusal_rate": 0.05,  # at most; measured 0.035
+    "retrieval.hit@1": 0.865,  # measured 0.880 (first run 0.895)
+    "answers.citation@1": 0.86,  # measured 0.873 (first run 0.855)
+    "answers.fact_recall": 0.825,  # measured 0.841 (first run 0.813)
+    "answers.refusal_recall": 0.86,  # measured 0.955 (22 turns; first run 0.955)
+    "answers.false_refusal_rate": 0.035,  # at most; measured 0.017 (first run 0.035)
     "answers.verbatim": 1.0,
 }
 
