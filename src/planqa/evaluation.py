@@ -166,11 +166,25 @@ BLIND9_GATES = {
     "answers.verbatim": 1.0,
 }
 
+#: blind10.jsonl: the blind set written at the end of 2026-12-07 (an eleventh hand, the plan alone;
+#: only its aggregates are read). Run on the session's starting code and on its final code, in
+#: eval/runs/blind10-runs.md; gates about two questions under the final run.
+BLIND10_SET = DEFAULT_SET.with_name("blind10.jsonl")
+BLIND10_GATES = {
+    "retrieval.hit@1": 0.90,  # measured 0.918 (starting code 0.925)
+    "answers.citation@1": 0.895,  # measured 0.908 (starting code 0.908)
+    "answers.fact_recall": 0.85,  # measured 0.866 (starting code 0.864)
+    "answers.refusal_recall": 0.68,  # measured 0.773 (22 turns; starting code 0.773)
+    "answers.false_refusal_rate": 0.05,  # at most; measured 0.035 (starting code 0.040)
+    "answers.verbatim": 1.0,
+}
+
 #: The sets with gates of their own (any other set has the main GATES).
 SET_GATES: dict[Path, dict[str, float]] = {
     HELDOUT_SET: HELDOUT_GATES, BLIND2_SET: BLIND2_GATES, BLIND3_SET: BLIND3_GATES,
     BLIND4_SET: BLIND4_GATES, BLIND5_SET: BLIND5_GATES, BLIND6_SET: BLIND6_GATES,
     BLIND7_SET: BLIND7_GATES, BLIND8_SET: BLIND8_GATES, BLIND9_SET: BLIND9_GATES,
+    BLIND10_SET: BLIND10_GATES,
 }
 
 
