@@ -161,19 +161,21 @@ def _mostly_plan_words(text: str, plan: Plan, most: int | None = None) -> bool:
     stopwords and question words; at most `most` of them) words of the plan? Read by
     words, not with the question words cut out of the characters (主要 less 要 is no
     word); "明天会下雨吗" has none."""
-    words = {t for t in tokenize(normalize_query(text))
-             if len(t) >= 2 and t not in STOPWORDS and not _ASKS.search(t)}
+    words = _content_words(text)
     vocab = _vocabulary(plan)
     return (bool(words) and (most is None or len(words) <= most)
             and sum(t in vocab for t in words) * 2 >= len(words))
 
 
+def _content_words(text: str) -> set[str]:
+    """jieba's words of `text` of two characters or more, less stopwords and question words."""
+    return {t for t in tokenize(normalize_query(text))
+            if len(t) >= 2 and t not in STOPWORDS and not _ASKS.search(t)}
+
+
 def _within(focus: str, text: str, plan: Plan) -> bool:
-    """Does `text` hold every word of `focus` that the plan uses (two characters or
-    more, less the stopwords), and is there at least one?"""
-    vocab = _vocabulary(plan)
-    words = {t for t in tokenize(normalize_query(focus))
-             if len(t) >= 2 and t not in STOPWORDS and t in vocab}
+    """Does `text` hold every word of `focus` that the plan uses, and is there one?"""
+    words = _content_words(focus) & _vocabulary(plan)
     return bool(words) and all(t in text for t in words)
 
 
