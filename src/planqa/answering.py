@@ -615,14 +615,20 @@ def names_item(asked: str, p: Passage) -> bool:
         for it in p.items)
 
 
+def roundup_holders(hits: list[Hit]) -> list[Hit]:
+    """The passages among `hits` that hold every plan word of a round-up's topic (its
+    titles aside): when there are two or more, they are the round-up."""
+    return [h for h in hits if h.lexical >= ROUNDUP_MIN_COVERAGE and h.passage.sentences
+            and h.passage.kind != "title"]
+
+
 def _roundup_answer(q: Query, hits: list[Hit], plan: Plan, traditional: bool,
                     cal: Calibration, topic_hits: list[Hit] | None = None) -> Answer | None:
     """"在哪几处 / 都列出来 / 分别怎么说": every passage that speaks of the topic, in plan
     order, each with its key sentence and ref, and how many there are. `hits` are
     every passage scored for the plan's words of the topic (the round-up words taken
     out); `topic_hits`, where given, for the whole topic as the user put it."""
-    full = [h for h in hits if h.lexical >= ROUNDUP_MIN_COVERAGE and h.passage.sentences
-            and h.passage.kind != "title"]
+    full = roundup_holders(hits)
     about = full
     if len(about) < 2:
         wide = topic_hits or hits

@@ -18,7 +18,13 @@ from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
 from langchain_core.runnables.config import get_callback_manager_for_config
 
 from planqa.answer_type import sentence_answers
-from planqa.answering import DEFAULT_CALIBRATION, Answer, Calibration, compose
+from planqa.answering import (
+    DEFAULT_CALIBRATION,
+    Answer,
+    Calibration,
+    compose,
+    roundup_holders,
+)
 from planqa.config import Settings
 from planqa.conversation import Resolved, resolve, resolve_as_follow_up
 from planqa.corpus import Plan
@@ -133,9 +139,10 @@ class PlanQA:
                 words = " ".join(self.searcher.plan_terms(topic)) or topic
             everyone = len(self.plan.passages)
             hits = self.searcher.search(words, k=everyone)
-            # ... and for the whole topic as put ("年轻人"), which the dense and link
-            # channels read when the plan's words alone say little.
-            wide = self.searcher.search(topic, k=everyone) if words != topic else hits
+            # ... and, when fewer than two passages hold all of those, for the whole topic
+            # as put ("年轻人"), which the dense and link channels read.
+            wide = (self.searcher.search(topic, k=everyone)
+                    if words != topic and len(roundup_holders(hits)) < 2 else None)
             return {**state, "hits": hits, "topic_hits": wide}
         hits = None
         if resolved.follow_up and resolved.prior and self._focus_answers(resolved):
