@@ -4,6 +4,7 @@ import json
 import re
 import shutil
 
+import numpy as np
 import pytest
 
 from planqa.index import (
@@ -41,6 +42,18 @@ def test_round_trip_and_manifest(built, searcher):
     assert m["corpus_sha256"] == searcher.plan.sha256
     assert m["model"] == "intfloat/multilingual-e5-small"
     assert {"faiss-cpu", "sentence-transformers", "torch"} <= set(m["versions"])
+
+
+def test_similarities_are_faiss_inner_products_by_unit(searcher):
+    """Search reads every unit's similarity straight off the vectors; FAISS ranks the same
+    numbers."""
+    index = searcher.index
+    qvecs = searcher.embeddings.encode_queries(["学会的治理结构怎么改", "What about youth?"])
+    sims, ids = index.search(qvecs)
+    direct = index.similarities(qvecs)
+    assert direct.shape == (2, len(index.units))
+    for row in range(2):
+        np.testing.assert_allclose(direct[row, ids[row]], sims[row], atol=1e-5)
 
 
 def test_committed_index_is_current(searcher, settings):
