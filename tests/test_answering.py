@@ -141,6 +141,10 @@ def test_malformed_history_is_a_clear_error(qa, history):
     ("What are the main parts of this document?", STRUCTURE),
     ("Which parts of the plan deal with science popularisation?", ROUNDUP),
     ("What sort of academic exchange structure should associations set up?", PLAIN),
+    # the structure of something the plan describes, not of the plan
+    ("How should the youth award scheme be structured?", PLAIN),
+    ("Can you outline what the plan says about academicians?", PLAIN),
+    ("Give me an outline.", STRUCTURE),
     # "散落各处" of papers lost in the world, not of the plan's clauses
     ("老先生们的手稿散落各处，有人管吗", PLAIN),
     ("跟挂职有关的规定散落在哪些条款", ROUNDUP),
@@ -258,6 +262,18 @@ def test_enumerate_items_trims_lead_in_and_tail():
     ("科协就是几个专家说了算吗", None),
     # "能不能几家合伙" asks whether some may join hands, not how many
     ("我们厂小，能不能几家合起来建一个科协？", None),
+    # a month, a penalty, a cadre's rank, an app: details the plan never gives
+    ("试点方案几月份出来？", "date"),
+    ("Which month does the pilot start?", "date"),
+    ("违反学风的人会受到什么处罚", "penalty"),
+    ("Are there sanctions for fake data?", "penalty"),
+    ("党工委书记一般是什么级别？", "rank"),
+    ("这个活动在哪个app上报名", "errand"),
+    ("在什么网站上能查到名单", "errand"),
+    ("资料库最后建成个什么网站？", None),  # what it becomes: the plan may name it
+    # the plan's own 社会资本, asked about without an amount
+    ("科普要不要拉社会资本进来？", None),
+    ("需要多少社会资本？", "money"),
 ])
 def test_expected_answer_type(question, type_name):
     t = expected_type(normalize_query(question))
@@ -274,6 +290,18 @@ def test_sentence_must_hold_the_asked_fact():
     # "大学生科协" and "大学科领域" name no university
     assert not sentence_answers("哪所大学牵头？", "支持大学生科协活动,推动面向大学科领域的联合体。")
     assert sentence_answers("哪所大学牵头？", "由清华大学牵头。")
+
+
+@pytest.mark.parametrize(("question", "sentence", "answers"), [
+    # a count in the unit asked for: things and people alike, a span of time only in years
+    ("秘书长一届要干几年？", "原则上要干满一届。", False),
+    ("秘书长至少干几年？", "挂职时间不少于两年。", True),
+    ("事业编制精简到几个？", "事业编制2016年年底前精简至1120名左右。", True),
+    ("事业单位要压缩到几家？", "所属事业单位2016年年底前压缩至13个。", True),
+    ("学会要配几个专职人员？", "2016年年底前完成。", False),
+])
+def test_a_count_is_in_the_unit_asked_for(question, sentence, answers):
+    assert sentence_answers(normalize_query(question), sentence) is answers
 
 
 def _hit(passage, scores):
@@ -463,6 +491,9 @@ def _sentence_with(plan, ref, needle):
     # no other group: a word the plan never uses counts only if it names people or a body
     ("全国大会代表里年纪轻的名额给多少？", "二、1", "45岁", None),
     ("新组建的服务中心主任由谁担任？", "二、2", "企业创新服务中心", "主任"),
+    # a plan word the passage has only in another of its sentences: that sentence's
+    # figure is for them (代表), this one's for the committee
+    ("全委会委员里45岁以下的青年占多少？", "二、1", "45岁", "全委会委员"),
 ])
 def test_uncovered_qualifier(plan, question, ref, needle, expected):
     from planqa.answering import uncovered_qualifier

@@ -48,8 +48,9 @@ TYPES: tuple[AnswerType, ...] = (
                re.compile(rf"[{_SURNAMES}][\u4e00-\u9fff]{{1,2}}(?:同志|总书记|主席|书记|院士|"
                           r"教授|部长)")),
     AnswerType("money",
-               re.compile(r"预算|经费(?:是|有)?多少|多少钱|资金(?:是|有)?多少|金额|工资|薪|资本|"
-                          r"多少\w{0,4}(?:经费|资金)|"
+               # (not a bare 资本: the plan's own 社会资本 is asked about without an amount)
+               re.compile(r"预算|经费(?:是|有)?多少|多少钱|资金(?:是|有)?多少|金额|工资|薪|"
+                          r"多少\w{0,4}(?:经费|资金|资本)|"
                           r"会费|补贴|津贴|奖金|拨款|费用是?多少|"
                           # "what funding model" asks for a model, not an amount
                           r"\b(?:budget|salary|how much (?:money|funding)|fee|allowance|"
@@ -78,6 +79,10 @@ TYPES: tuple[AnswerType, ...] = (
                           r"sign up|apply|buy|get|find)\b|"
                           r"\bhow (?:do|can) (?:i|we) (?:book|download|sign up|register|reset|"
                           r"log ?in|renew|install|print|pay)\b|"
+                          # on which site to find it; not "做成个什么网站" (what it becomes)
+                          r"(?:哪个|什么|啥)\s*(?:app|公众号|小程序|网址|链接)|"
+                          r"(?:在|上|去)(?:哪个|什么|啥)\s*网站|"
+                          r"\b(?:which|what) (?:app|website|web site|site|url)\b|"
                           r"\b(?:url|web ?site address|web address|application form)\b",
                           re.I),
                re.compile(r"https?://|www\.|网址|电话|地址|窗口|办事大厅")),
@@ -99,13 +104,26 @@ TYPES: tuple[AnswerType, ...] = (
                           r"笔试|面试|"
                           r"\b(?:exam|written test|interview questions)\b", re.I),
                re.compile(r"考试|科目|笔试|面试")),
+    # A penalty or sanction: the plan asks for integrity and openness about misconduct,
+    # and lays down no punishment.
+    AnswerType("penalty",
+               re.compile(r"处分|处罚|惩罚|惩处|惩戒|罚款|罚则|追责|(?:怎么|如何|咋)罚|"
+                          r"\b(?:penalt(?:y|ies)|punish\w*|sanctions?|disciplinary)\b", re.I),
+               re.compile(r"处分|处罚|惩|罚|追究|问责|撤销|吊销")),
+    # A cadre's rank ("什么级别的干部"): the plan says only that one post carries none.
+    AnswerType("rank",
+               re.compile(r"(?:什么|啥|哪个|哪一)级别|(?:什么|啥|哪一?)级(?:的)?干部|几级干部|"
+                          r"级别(?:是|有)?(?:多高|多少|什么|啥)|"
+                          r"\b(?:what|which) (?:rank|grade)\b|\bhow senior\b", re.I),
+               re.compile(r"级别|职级|[正副]?(?:部|厅|局|处|科)级")),
     AnswerType("institution",
                re.compile(r"哪(?:所|个|家|几所)(?:大学|高校|学校|院校|研究所|医院)|"
                           r"\bwhich (?:university|universities|college|school)\b", re.I),
                # a named one: 清华大学, not 大学生 or 大学科 (a broad discipline)
                re.compile(r"[\u4e00-\u9fff]{2,6}(?:大学|学院)(?![生科])")),
     AnswerType("date",
-               re.compile(r"哪天|哪一天|几月几[号日]|什么日子|哪一?年|何时|什么时候|啥时候|"
+               re.compile(r"哪天|哪一天|几月几[号日]|几月份?|哪(?:一|个)?月|什么日子|哪一?年|"
+                          r"何时|什么时候|啥时候|\b(?:which|what) month\b|"
                           r"截止|期限|最晚|多久|多长时间|几年(?:之)?内|几个月(?:之)?内|"
                           # "when" heads a date question; not "…named when they talk about",
                           # nor "When it's all done, what…" (a clause before the question)
@@ -164,6 +182,22 @@ _WHY = re.compile(r"为什么|为何|为啥|干嘛要|什么意义|啥意义|意
                   r"\bwhy\b|\bwhat (?:is|was) the (?:point|purpose)\b", re.I)
 
 
+# A count's unit says what is counted. Things and people count alike ("几个编制" for
+# 1120名, "几家" for 13个); a span of time or a number of occasions does not: "一届是几年"
+# is not answered by 一届, nor "几个名额" by 2016年.
+_ASKED_UNIT = re.compile(r"(?:多少|几)\s*([名人个家所项位条次届岁天年])")
+_EXACT_UNITS = "次届岁天年"
+
+
+def _unit_agrees(question: str, sentence: str) -> bool:
+    """Does the sentence count in the unit the question asks for (any, if it names none)?"""
+    m = _ASKED_UNIT.search(question)
+    if not m:
+        return True
+    units = m.group(1) if m.group(1) in _EXACT_UNITS else "名人个家所项位条"
+    return re.search(rf"{_NUM}\s*[{units}]", sentence) is not None
+
+
 def expected_type(question: str) -> AnswerType | None:
     """The answer type a (Simplified, normalized) question asks for, if any (none for
     a question about why)."""
@@ -187,7 +221,8 @@ def sentence_answers(question: str, sentence: str) -> bool:
     t = expected_type(question)
     if t is None:
         return True
-    if not t.holds.search(sentence):
+    if not t.holds.search(sentence) or (t.name == "count"
+                                         and not _unit_agrees(question, sentence)):
         return False
     # Only a question after a fact can ask for its earlier value ("改革前有多少").
     return not (asks_for_anchor(question, t) and not _ANCHOR_HOLDS.search(sentence))

@@ -287,13 +287,16 @@ _WHO_ENDINGS = frozenset("人员者性士长任家师生工民委会部局厅院
 
 
 def _names_another(word: str, passage: Passage, plan: Plan, quoted: str) -> bool:
-    """Does the question's noun name a body or kind other than the passage's? A plan
-    word does when the passage lacks it; a compound the plan never uses does when a
-    part of it is a plan word the passage lacks (行政编制 beside 二、2's 事业编制: the
-    plan says 行政化), or when it names people or a body and shares no character with
-    the quote at all (女性 against 基层一线's share)."""
+    """Does the question's noun name a body or kind other than the quote's? A plan
+    word does when the passage lacks it, or has it only in another of its sentences
+    (全委会委员 beside the share of 45岁以下 delegates, whose sentence is about 代表;
+    the heading is about them all); a compound the plan never uses does when a part of
+    it is a plan word the passage lacks (行政编制 beside 二、2's 事业编制: the plan says
+    行政化), or when it names people or a body and shares no character with the quote at
+    all (女性 against 基层一线's share)."""
     if word in plan.text_simplified:
-        return word not in passage.text_simplified
+        return word not in passage.text_simplified or (
+            word not in quoted and word not in passage.heading_simplified)
     parts = [w for w in tokenize(word) if len(w) >= 2 and w != word]
     if any(w in plan.text_simplified and w not in passage.text_simplified for w in parts):
         return True
@@ -335,7 +338,8 @@ def uncovered_qualifier(asked: Query, sentences: list[str], passage: Passage,
         start, pos = pos, pos + len(word)
         # nouns, and attributives such as 省级 (jieba's "b"); not the object of a verb
         # before 的 ("一线搞科研的": the people who do research)
-        if (not flag.startswith(("n", "b")) or len(word) < 2 or word in STOPWORDS
+        if (not (flag.startswith(("n", "b")) or (flag == "t" and word in plan.text_simplified))
+                or len(word) < 2 or word in STOPWORDS
                 or (0 < k < len(tags) - 1 and tags[k - 1][1].startswith("v")
                     and tags[k + 1][0] == "的")
                 or word in _FRAME_NOUNS or word in quoted
@@ -351,6 +355,15 @@ def uncovered_qualifier(asked: Query, sentences: list[str], passage: Passage,
                 tags[k + 1:]))
             return word + rest
     return None
+
+
+def _uncovered_everywhere(asked: Query, positions: list[int], passage: Passage,
+                          plan: Plan) -> str | None:
+    """The qualifier no quoted sentence holding the asked fact covers, or None."""
+    sentences = [passage.sentences_simplified[i] for i in positions]
+    holding = [x for x in sentences if sentence_answers(asked.simplified, x)] or sentences
+    found = [uncovered_qualifier(asked, [x], passage, plan) for x in holding]
+    return None if None in found else found[0]
 
 
 # ---------------------------------------------------------------- composing
@@ -720,9 +733,9 @@ def compose(question: str | Query, hits: list[Hit], plan: Plan, *, traditional: 
         positions = pick_sentences(top, asked_n)
         if not positions:
             return refusal(hits, traditional, not_in_plan(plan))
-        # the user's own words name the qualifier, not a follow-up's rewrite
-        if asked_q.factoid and (qualifier := uncovered_qualifier(
-                own, [p.sentences_simplified[i] for i in positions], p, plan)):
+        # The user's own words name the qualifier, not a follow-up's rewrite; each
+        # sentence holding the asked fact is checked alone (a figure is its sentence's).
+        if asked_q.factoid and (qualifier := _uncovered_everywhere(own, positions, p, plan)):
             return _near_miss(qualifier, top, positions, traditional)
         quoted = [sentences[i] for i in positions]
         items = enumerate_items(quoted[-1], asked_n) if kind == LIST else []

@@ -36,7 +36,11 @@ _DOC_STRUCTURE = re.compile(
     r"(整体|总体|文件|方案的?|大)(结构|框架|目录|提纲)|每(个)?部分|各(个)?部分|"
     # "the plan's structure", not "a think-tank structure"
     r"\b(?:plan|document|its)(?:'s)? (?:structure|outline)\b|\b(?:structure|outline) of "
-    r"(?:the|this) (?:plan|document)\b|\b(?:structured|outline|sections? (?:does|are))\b|"
+    r"(?:the|this) (?:plan|document)\b|\b(?:sections? (?:does|are))\b|"
+    # "how is the document structured", not "how is the think tank network structured";
+    # "give me an outline", not "outline what it says about youth"
+    r"\b(?:plan|document|it)(?: is| be)? (?:structured|organi[sz]ed)\b|"
+    r"\boutline\b(?=\s*(?:of (?:the|this) (?:plan|document)|please)?\s*[?.!]?\s*$)|"
     r"how many (?:parts|sections)|"
     # "the big parts of this document", not "which parts of the plan deal with 科普"
     r"\b(?:parts|sections|chapters) (?:of|in) (?:the|this|that) (?:whole )?(?:plan|document)"
