@@ -274,6 +274,8 @@ def test_enumerate_items_trims_lead_in_and_tail():
     # the plan's own 社会资本, asked about without an amount
     ("科普要不要拉社会资本进来？", None),
     ("需要多少社会资本？", "money"),
+    ("理事会多长时间一回改选？", "frequency"),
+    ("What is the maximum number of members a council may have?", "count"),
 ])
 def test_expected_answer_type(question, type_name):
     t = expected_type(normalize_query(question))
@@ -302,6 +304,13 @@ def test_sentence_must_hold_the_asked_fact():
 ])
 def test_a_count_is_in_the_unit_asked_for(question, sentence, answers):
     assert sentence_answers(normalize_query(question), sentence) is answers
+
+
+def test_a_person_asked_for_by_post_is_named_with_it():
+    # the head of the party is no answer to who chairs the association
+    assert not sentence_answers("Who is the association's president?", "贯彻习近平总书记讲话精神。")
+    assert sentence_answers("主席是谁？", "韩启德主席指出。")
+    assert sentence_answers("总书记是谁？", "贯彻习近平总书记讲话精神。")
 
 
 def _hit(passage, scores):
@@ -494,6 +503,10 @@ def _sentence_with(plan, ref, needle):
     # a plan word the passage has only in another of its sentences: that sentence's
     # figure is for them (代表), this one's for the committee
     ("全委会委员里45岁以下的青年占多少？", "二、1", "45岁", "全委会委员"),
+    # a level below the national bodies, wherever it stands in the question
+    ("咱们县里科协编制能有多少名？", "二、2", "1120", "县里科协"),
+    ("我们省科协常委会里头，一线的要占多少？", "二、1", "常委会委员", "省科协"),
+    ("我是省科协的，中国科协事业编制要精简到多少名？", "二、2", "1120", None),
 ])
 def test_uncovered_qualifier(plan, question, ref, needle, expected):
     from planqa.answering import uncovered_qualifier

@@ -93,7 +93,8 @@ TYPES: tuple[AnswerType, ...] = (
                re.compile(r"\d+\s*岁")),
     AnswerType("frequency",
                # "一年办几期": how many times a year, which the plan leaves open (定期举办)
-               re.compile(r"几年一次|多久一次|多长时间一次|每隔|一年几次|几年开一次|开一次|"
+               re.compile(r"几年一(?:次|回|届|换)|(?:多久|多长时间)一(?:次|回)|每隔|一年几次|"
+                          r"几年开一次|开一次|"
                           r"(?:一年|每年|每届|一届)(?:要|会|能)?(?:办|开|举办|召开|搞|组织)?"
                           r"几(?:期|次|回|场)|\bhow often\b|\bhow many times a year\b", re.I),
                re.compile(rf"每\s*{_NUM}?\s*(?:年|届|季|月)|{_NUM}年一(?:次|届)|一年一次")),
@@ -146,7 +147,8 @@ TYPES: tuple[AnswerType, ...] = (
                           r"组建|办|开|配备?|招|派|聘|留|压缩到|精简到|减到|降到)?几\s*"
                           r"(?:名|人|个|家|所|项|位|次|"
                           r"届|条|岁|天|年)|(?<![哪第])几\s*(?:名|人|个|家|所|项|位|次|届|条|岁|天|年)[?？]?$|"
-                          + HOW_MANY_ITEMS, re.I),
+                          + HOW_MANY_ITEMS + r"|\b(?:maximum|minimum|exact|total) number of\b",
+                          re.I),
                re.compile(rf"{_NUM}\s*(?:名|人|个|家|所|项|位|次|届|岁|天|年)")),
     # "有多少事业编制": a figure without a unit word.
     AnswerType("figure",
@@ -198,6 +200,19 @@ def _unit_agrees(question: str, sentence: str) -> bool:
     return re.search(rf"{_NUM}\s*[{units}]", sentence) is not None
 
 
+# A person asked for by a post is named with it: 习近平总书记 does not answer who chairs
+# the association.
+_POSTS = (("主席", re.compile(r"主席|\b(?:president|chair(?:man|woman|person)?)\b", re.I)),
+          ("部长", re.compile(r"部长|\bminister\b", re.I)))
+
+
+def _post_agrees(question: str, sentence: str) -> bool:
+    """Does the sentence name someone with the post the question asks about (any, if none)?"""
+    post = next((word for word, asks in _POSTS if asks.search(question)), None)
+    return post is None or re.search(
+        rf"[{_SURNAMES}][\u4e00-\u9fff]{{1,2}}{post}", sentence) is not None
+
+
 def expected_type(question: str) -> AnswerType | None:
     """The answer type a (Simplified, normalized) question asks for, if any (none for
     a question about why)."""
@@ -221,8 +236,9 @@ def sentence_answers(question: str, sentence: str) -> bool:
     t = expected_type(question)
     if t is None:
         return True
-    if not t.holds.search(sentence) or (t.name == "count"
-                                         and not _unit_agrees(question, sentence)):
+    if (not t.holds.search(sentence)
+            or (t.name == "count" and not _unit_agrees(question, sentence))
+            or (t.name == "person" and not _post_agrees(question, sentence))):
         return False
     # Only a question after a fact can ask for its earlier value ("改革前有多少").
     return not (asks_for_anchor(question, t) and not _ANCHOR_HOLDS.search(sentence))

@@ -310,6 +310,12 @@ _ENGLISH_QUALIFIERS = {"provincial": "省级", "province": "省级", "provinces"
                        "municipal": "市级", "women": "女性", "woman": "女性",
                        "female": "女性", "male": "男性"}
 _ENGLISH_WORD = re.compile(r"[a-z]+")
+#: A level below the national one ("省科协", "省里科协", "地方科协"): the plan's figures are
+#: the national bodies', so a figure asked for a level its sentence does not name is not
+#: given — wherever the level stands in the question ("我们省科协全委会里头，…要提到多少").
+_LEVELS = r"省|市|县|地市|乡镇|地方"
+_LEVEL = re.compile(rf"(?:(?:{_LEVELS})(?:里|级|一级)?)+的?科协")
+_NATIONAL = re.compile(r"中国科协|全国")
 
 
 def uncovered_qualifier(asked: Query, sentences: list[str], passage: Passage,
@@ -322,6 +328,10 @@ def uncovered_qualifier(asked: Query, sentences: list[str], passage: Passage,
     the plan's own words), or when the plan never uses it and the sentences share
     not one character with it (a paraphrase such as 年轻人 for 青年 shares one)."""
     quoted = "".join(sentences)
+    level = _LEVEL.search(asked.simplified)
+    if (level and not any(w in quoted for w in re.findall(_LEVELS, level.group(0)))
+            and not _NATIONAL.search(asked.simplified)):
+        return level.group(0)
     if asked.english:
         return next((zh for w in _ENGLISH_WORD.findall(asked.simplified.lower())
                      if (zh := _ENGLISH_QUALIFIERS.get(w)) and zh not in plan.text_simplified),
