@@ -155,6 +155,9 @@ def test_malformed_history_is_a_clear_error(qa, history):
     ("方案里哪几个地方讲到院士？", ROUNDUP),
     ("学会改革方方面面都是怎么写的？", ROUNDUP),
     ("评奖的事方案里都在哪儿提到？", ROUNDUP),
+    # the places are what is listed, not the items of one clause
+    ("提到“桥梁纽带”的地方有哪些？", ROUNDUP),
+    ("讲到院士的条款都有哪几条", ROUNDUP),
 ])
 def test_classify(question, kind):
     assert classify(question) == kind
