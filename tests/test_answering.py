@@ -370,6 +370,34 @@ def test_a_tracer_sees_the_retrieve_step_as_a_retriever_run(qa):
     assert rec.queries == ["事业编制要精简到多少名?"]  # as retrieval sees it (half-width)
     assert rec.documents[0][0].metadata["ref"] == answer.citations[0].ref == "二、2"
 
+    # asked inside someone's own Runnable, the ask is part of their run and traced too
+    from langchain_core.runnables import RunnableLambda
+
+    inner = Recorder()
+    RunnableLambda(lambda q: qa.ask(q)).invoke("学会联合体怎么建？", config={"callbacks": [inner]})
+    assert inner.queries == ["学会联合体怎么建?"]
+
+
+@pytest.mark.parametrize("turns", [
+    ["事业编制要精简到多少名？"],
+    ["学会理事会里基层的要占多少？", "那常委会呢？"],
+    ["方案里哪几处讲到青年科技工作者？"],
+    ["今天天气怎么样"],
+    ["How many units will CAST keep?"],
+])
+def test_an_unobserved_ask_answers_as_the_chain_does(qa, turns):
+    """With no callbacks, parent run or tracing, `ask` runs the chain's steps directly;
+    the answer is the chain's to the letter."""
+    from planqa.chain import _observed
+
+    assert not _observed(None)
+    history: list[tuple[str, str]] = []
+    for question in turns:
+        direct = qa.ask(question, history)
+        chained = qa.ask(question, history, config={"tags": ["observed"]})
+        assert direct == chained
+        history.append((question, direct.text))
+
 
 def test_counts_are_answered_from_the_structure(qa):
     a = qa.ask("方案提出了几条基本原则？")
