@@ -687,3 +687,9 @@ def test_an_english_count_counts_only_a_list_of_what_it_names(qa):
     assert not qa.ask("How many individual members will CAST have?").found
     a = qa.ask("How many kinds of awareness should Party members strengthen?")
     assert a.found and a.citations[0].ref == "五、3" and "四" in a.text.split("\n")[0]
+
+
+def test_a_roundup_in_everyday_words_finds_the_plans_term(qa):
+    """年轻人 is never the plan's word; 青年 is, in four clauses."""
+    a = qa.ask("跟年轻人有关的条款有哪几处？")
+    assert a.found and [c.ref for c in a.citations] == ["二、1", "二、7", "三、3", "五、3"]

@@ -99,3 +99,23 @@ def test_unwritable_cache_costs_speed_not_tokens(tmp_path, fresh, reference):
     blocker.write_text("a file where the cache folder should be")
     prime_jieba(blocker)
     assert fresh.initialized and fresh.FREQ == reference.FREQ
+
+
+def test_everyday_words_read_as_the_plans_terms():
+    from planqa.text import colloquial_terms
+
+    assert colloquial_terms("我们年轻人在大会上没啥存在感") == ["青年"]
+    assert colloquial_terms("高校和公司的人能不能进理事会") == ["高等学校", "企业"]
+    # a term the question already uses is not added twice
+    assert colloquial_terms("年轻人,也就是青年科技工作者") == []
+    assert colloquial_terms("事业编制要精简到多少名") == []
+
+
+def test_the_everyday_lexicon_names_only_the_plans_terms(plan):
+    """A lexicon term the plan never uses would only count against every passage."""
+    from planqa.text import _colloquial
+
+    _, table = _colloquial()
+    assert len(table) >= 50
+    missing = {t for terms in table.values() for t in terms if t not in plan.text_simplified}
+    assert missing == set()

@@ -18,6 +18,7 @@ from planqa.errors import InvalidQuestion
 from planqa.refs import Reference, parse_reference
 from planqa.text import (
     clean_input,
+    colloquial_terms,
     english_reading,
     has_cjk,
     is_traditional,
@@ -56,7 +57,7 @@ ROUNDUP_WORDS = re.compile(
     r"(?:在|有)?哪(?:几|些)(?:处|个地方|地方|条款|部分|条)(?:有|提到|讲到|说到|涉及|谈到)?|"
     r"几处|(?:都|全都|全部|统统)?列(?:出来|全|一下|举全)|都(?:有)?哪些(?:条款|地方)|"
     r"分别(?:怎么|是怎么|如何)(?:说|讲|规定|要求)的?|所有(?:讲|提到|涉及|关于)?|"
-    r"帮我|给我|方案(?:里|中|里面)?|(?:的)?(?:条款|地方|内容)|讲到|说到|谈到|讲|提到|涉及|"
+    r"帮我|给我|(?:有)?关于|(?:这份|这个|整个)?(?:方案|文件)(?:里|中|里面)?|(?:的)?(?:条款|地方|内容)|讲到|说到|谈到|讲|提到|涉及|"
     r"(?:有|作了|做了|提了|提出了?)?(?:哪些)?(?:要求|规定|部署|表述)|一条条|逐条|一一|"
     r"汇总(?:一下)?|(?:全|都|全部)找出来|散落在?|分布在?|出现(?:过)?(?:几次|在)?|各(?:自)?(?:说|讲)了?(?:些)?(?:什么|啥)|"
     r"(?:都|还)?有哪(?:些|几(?:处|条|个))|这件事|这(?:方面|块|一块)|跟(?=[^，,。？?]{1,12}(?:有关|相关))|有关的?|相关的?|"
@@ -129,6 +130,8 @@ class Query:
     shape: str  # STRUCTURE | LIST | PLAIN
     #: its English content words the glossary has no plan term for (see text.english_unknown)
     english_unknown: tuple[str, ...] = ()
+    #: the plan's terms for its everyday Chinese words (see text.colloquial_terms)
+    colloquial_terms: tuple[str, ...] = ()
 
     @property
     def english(self) -> bool:
@@ -174,6 +177,7 @@ def parse_query(question: str | Query, max_chars: int = 2000) -> Query:
         answer_type=expected_type(simplified),
         shape=classify_normalized(simplified),
         english_unknown=() if cjk else tuple(unknown),
+        colloquial_terms=tuple(colloquial_terms(simplified)) if cjk else (),
     )
 
 

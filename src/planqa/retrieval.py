@@ -31,7 +31,7 @@ from planqa.homophones import Homophones
 from planqa.index import PlanIndex, Unit
 from planqa.query import Query, input_window, parse_query
 from planqa.refs import LAST, Reference, parse_reference
-from planqa.text import prime_jieba, tokenize
+from planqa.text import colloquial_terms, prime_jieba, tokenize
 
 #: How much the question links count (staff's own words for a passage), against 1.0 for
 #: each sentence channel. Chosen on qa.jsonl and heldout.jsonl with ~600 links (hit@1,
@@ -362,14 +362,17 @@ class PlanSearcher:
     def plan_terms(self, text: str) -> list[str]:
         """The jieba tokens of Simplified `text` that the plan's sentences use: a topic's
         own words ("硬性", "汇总一下" are not the plan's and cannot pick its passages)."""
-        return [t for t in tokenize(text) if t in self._idf]
+        return [t for t in tokenize(f"{text} {' '.join(colloquial_terms(text))}")
+                if t in self._idf]
 
     def query_terms(self, question: str | Query) -> list[str]:
         """The lexical terms of a question: jieba tokens of its Simplified form; for
         English, the plan's own Chinese terms for its phrases (see the glossary)."""
         q = self.parse(question)
         if not q.english_terms:
-            return [t for t in tokenize(q.simplified) if t not in _FILLERS]
+            # with the plan's words for its everyday ones (年轻人 → 青年), where the plan has them
+            return [t for t in tokenize(q.simplified) if t not in _FILLERS] + [
+                t for t in tokenize(" ".join(q.colloquial_terms)) if t in self._idf]
         # English words never occur in the plan; keep only tokens it has (e.g. "PPP"). A
         # glossary term the plan never uses would only count against every passage.
         return [t for t in tokenize(" ".join(q.english_terms)) + tokenize(q.simplified)
@@ -377,11 +380,13 @@ class PlanSearcher:
 
     def dense_text(self, question: str | Query) -> str:
         """What the embedding model sees: the Simplified question, plus the plan's
-        Chinese terms when it is in English (a small model bridges languages poorly)."""
+        Chinese terms when it is in English (a small model bridges languages poorly) or
+        uses everyday words the plan has terms for."""
         q = self.parse(question)
-        if q.english_terms:
-            return f"{q.simplified} {' '.join(q.english_terms)}"
-        return q.simplified
+        # so too the plan's words for everyday ones ("衙门" → 机关化 行政化): measured on the
+        # dev sets, +1 to +2 citations on four of them, -1 on one
+        extra = q.english_terms or q.colloquial_terms
+        return f"{q.simplified} {' '.join(extra)}" if extra else q.simplified
 
     # -- internals -----------------------------------------------------------
 

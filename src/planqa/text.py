@@ -304,6 +304,29 @@ def _read_english(text: str) -> tuple[list[str], str]:
     return found, rest
 
 
+COLLOQUIAL_PATH = Path(__file__).resolve().parent / "data" / "colloquial-zh.tsv"
+
+
+@lru_cache(maxsize=1)
+def _colloquial() -> tuple[re.Pattern[str], dict[str, tuple[str, ...]]]:
+    """The everyday-words lexicon as one pattern (longest word first) and its terms."""
+    lines = COLLOQUIAL_PATH.read_text(encoding="utf-8").splitlines()
+    pairs = (line.split("\t", 1) for line in lines if line.strip() and not line.startswith("#"))
+    table = {word.strip(): tuple(terms.split()) for word, terms in pairs}
+    words = sorted(table, key=len, reverse=True)
+    return re.compile("|".join(map(re.escape, words))), table
+
+
+def colloquial_terms(text: str) -> list[str]:
+    """The plan's terms for the everyday words in Simplified `text` ("年轻人" → 青年,
+    "高校" → 高等学校) that the text does not already use."""
+    pattern, table = _colloquial()
+    found: list[str] = []
+    for m in pattern.finditer(text):
+        found.extend(t for t in table[m.group()] if t not in text and t not in found)
+    return found
+
+
 def english_terms(text: str) -> list[str]:
     """The plan's Chinese terms for the English phrases in `text` (longest match wins)."""
     return _read_english(text)[0]
