@@ -278,6 +278,11 @@ def test_enumerate_items_trims_lead_in_and_tail():
     ("科普要不要拉社会资本进来？", None),
     ("需要多少社会资本？", "money"),
     ("理事会多长时间一回改选？", "frequency"),
+    # something to write to order, or a roster: nothing the plan holds
+    ("帮我写一首夸青年科技工作者的诗", "composition"),
+    ("Could you write a short speech for our awards night?", "composition"),
+    ("歌颂科学家的活动有哪些", None),
+    ("第一批联合体的学会名单", "roster"),
     ("What is the maximum number of members a council may have?", "count"),
 ])
 def test_expected_answer_type(question, type_name):
@@ -693,3 +698,24 @@ def test_a_roundup_in_everyday_words_finds_the_plans_term(qa):
     """年轻人 is never the plan's word; 青年 is, in four clauses."""
     a = qa.ask("跟年轻人有关的条款有哪几处？")
     assert a.found and [c.ref for c in a.citations] == ["二、1", "二、7", "三、3", "五、3"]
+
+
+def test_a_poem_is_not_written_to_order(qa):
+    a = qa.ask("用方案里的话给我们单位的工程师写首诗")
+    assert not a.found and "没有关于这个问题的规定" in a.text
+
+
+def test_a_roster_is_answered_only_with_the_names_the_plan_gives(qa):
+    # the plan names the three publishers it merges; it names no pilot society
+    merged = qa.ask("要合并的出版社名单是什么？")
+    assert merged.found and "科普出版社" in merged.text
+    assert not qa.ask("试点学会的名单能发我一份吗？").found
+
+
+def test_a_section_named_by_its_own_title_is_the_section(qa):
+    """第四部分's title is 创新面向社会提供公共服务产品的机制; 四、3's heading shares
+    some of its words, but the question names the section."""
+    a = qa.ask("第四部分为什么要创新面向社会提供公共服务产品的机制？")
+    assert a.citations[0].ref == "四"
+    # a clause's own heading words still name that clause
+    assert qa.ask("第一部分的基本原则是什么？").citations[0].ref == "一、2"

@@ -38,8 +38,19 @@ class AnswerType:
     holds: re.Pattern[str]  # a sentence that can answer it matches this
 
 
+#: A named body in a run of them ("中国科学技术出版社、科普出版社和科技导报社"): a roster.
+_NAMED = r"[\u4e00-\u9fff]{2,14}(?:社|中心|研究院|研究所|学会|协会|集团|大学)"
+
 # Order matters: the first type whose `asks` matches wins.
 TYPES: tuple[AnswerType, ...] = (
+    # A poem, a speech, a song to write: the plan is quoted, never written to order.
+    AnswerType("composition",
+               re.compile(r"(?:写|作|编|来)(?:一|几)?(?:首|篇|段|副|个)?[\u4e00-\u9fff]{0,12}"
+                          r"(?:诗|词(?!语|汇|条)|歌(?!颂)|对联|散文|小说|演讲稿|讲话稿|发言稿|"
+                          r"作文|祝酒词|段子|笑话)|"
+                          r"\b(?:write|compose)\b.{0,40}\b(?:poem|song|haiku|limerick|essay|"
+                          r"speech|joke|story|rap|verse)s?\b", re.I),
+               re.compile(r"(?!)")),  # nothing in the plan is one
     AnswerType("person",
                re.compile(r"(?:主席|书记|组长|负责人|部长|秘书长|理事长|会长|院长|局长|领导)"
                           r"(?:是谁|是哪位|叫什么)|现任.{0,12}(?:是谁|是哪位)|"
@@ -117,6 +128,10 @@ TYPES: tuple[AnswerType, ...] = (
                           r"级别(?:是|有)?(?:多高|多少|什么|啥)|"
                           r"\b(?:what|which) (?:rank|grade)\b|\bhow senior\b", re.I),
                re.compile(r"级别|职级|[正副]?(?:部|厅|局|处|科)级")),
+    # A roster ("试点学会的名单"): the plan names a few bodies, never its pilots or members.
+    AnswerType("roster",
+               re.compile(r"名单|\b(?:name list|list of (?:the )?names|roster)\b", re.I),
+               re.compile(rf"{_NAMED}(?:、{_NAMED})*(?:、|和|及){_NAMED}")),
     AnswerType("institution",
                re.compile(r"哪(?:所|个|家|几所)(?:大学|高校|学校|院校|研究所|医院)|"
                           r"\bwhich (?:university|universities|college|school)\b", re.I),

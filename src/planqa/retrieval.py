@@ -563,10 +563,13 @@ class PlanSearcher:
             targets = [clause] if clause else []
         else:
             # "第一部分的基本原则": a section plus words that name one of its clauses.
+            # Words of the section's own title ("第四部分为什么要创新提供公共服务产品的机制")
+            # name the section, though a clause's heading shares some of them.
             terms = set(self.query_terms(q))
             overlap = {c.id: len(terms & set(tokenize(c.heading_simplified))) for c in sec.clauses}
             named = max(sec.clauses, key=lambda c: overlap[c.id], default=None)
-            if named is not None and overlap[named.id] > 0:
+            titled = len(terms & set(tokenize(sec.title_simplified)))
+            if named is not None and overlap[named.id] > max(titled, 0):
                 targets = [named]
             else:
                 targets = [sec.lead or self.plan.get(f"{sec.number}.title")]
