@@ -283,6 +283,10 @@ def test_enumerate_items_trims_lead_in_and_tail():
     ("Could you write a short speech for our awards night?", "composition"),
     ("歌颂科学家的活动有哪些", None),
     ("第一批联合体的学会名单", "roster"),
+    # "比谁都大" compares, it asks for nobody; "会不会设几个" asks whether, not how many
+    ("那帮人架子比谁都大，方案管不管？", None),
+    ("学会能不能多配几个专职的？", None),
+    ("学会要配几个专职的？", "count"),
     ("What is the maximum number of members a council may have?", "count"),
 ])
 def test_expected_answer_type(question, type_name):

@@ -174,7 +174,7 @@ TYPES: tuple[AnswerType, ...] = (
                # "宣传谁", "面向谁" for whom something is done, which a body name is not
                re.compile(r"(?<![跟和找向对])(?<!宣传)(?<!表彰)(?<!面向)(?<!服务)(?<!联系)"
                           r"(?<!培养)(?<!支持)(?<!奖励)(?<!推荐)(?<!吸收)(?<!团结)(?<!引导)"
-                          r"(?<!帮助)(?<!针对)谁(?!反映|讲)|哪位|哪个部门|哪家|什么机构|哪个机构|"
+                          r"(?<!帮助)(?<!针对)(?<!比)谁(?!反映|讲)|哪位|哪个部门|哪家|什么机构|哪个机构|"
                           r"哪个单位|\bwho\b", re.I),
                re.compile(r"[\u4e00-\u9fff]{1,12}(?:办公厅|委员会|委|部|院|社|科协|会|党组|"
                           r"中央|政府|书记处|机关|中心|协会|单位|组织)")),
@@ -228,6 +228,11 @@ def _post_agrees(question: str, sentence: str) -> bool:
         rf"[{_SURNAMES}][\u4e00-\u9fff]{{1,2}}{post}", sentence) is not None
 
 
+# "会不会设几个奖", "能不能派几个人": whether there will be some, not how many.
+_WHETHER_SOME = re.compile(r"(?:会不会|能不能|是不是|要不要|有没有|可不可以)[^,。?]{0,6}?"
+                           r"几\s*(?:个|家|项|名|位|所)")
+
+
 def expected_type(question: str) -> AnswerType | None:
     """The answer type a (Simplified, normalized) question asks for, if any (none for
     a question about why)."""
@@ -235,6 +240,8 @@ def expected_type(question: str) -> AnswerType | None:
         return None
     for t in TYPES:
         if t.asks.search(question):
+            if t.name in ("count", "figure") and _WHETHER_SOME.search(question):
+                continue
             return t
     return None
 
