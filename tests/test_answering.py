@@ -287,6 +287,9 @@ def test_enumerate_items_trims_lead_in_and_tail():
     ("那帮人架子比谁都大，方案管不管？", None),
     ("学会能不能多配几个专职的？", None),
     ("学会要配几个专职的？", "count"),
+    # a venue is a place the plan never names
+    ("下一届学术年会在哪里举办？", "place"),
+    ("Where will the next congress be held?", "place"),
     ("What is the maximum number of members a council may have?", "count"),
 ])
 def test_expected_answer_type(question, type_name):

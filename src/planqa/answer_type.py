@@ -72,6 +72,9 @@ TYPES: tuple[AnswerType, ...] = (
                # "哪些国家战略" names strategies, not countries
                re.compile(r"哪(?:个|些|几个)?(?:城市|省份?|地市|市|国家(?!战略|级|重大|重点|层面))|"
                           r"什么(?:城市|地方)|"
+                          # a venue: "年会在哪开", "在哪里举办"
+                          r"在哪(?:里|儿)?(?:开|办|举办|召开|举行)|"
+                          r"\bwhere (?:is|was|will) .{0,30}\b(?:held|hosted|take place)\b|"
                           r"\b(?:which (?:cities|city|provinces?|countries)|where exactly)\b",
                           re.I),
                re.compile(_PLACES)),
