@@ -154,28 +154,44 @@ BLIND8_GATES = {
 }
 
 #: blind9.jsonl: the blind set of 2026-12-07 (a tenth hand, the plan alone; only its aggregates
-#: are read). First run on b582016, second and third on the session's code, in
-#: eval/runs/blind9-runs.md; gates about two questions under the third.
+#: are read). First run on b582016, second and third on the session's code, a fourth on the
+#: night session's final code, in eval/runs/blind9-runs.md; gates about two questions under
+#: the fourth.
 BLIND9_SET = DEFAULT_SET.with_name("blind9.jsonl")
 BLIND9_GATES = {
-    "retrieval.hit@1": 0.865,  # measured 0.880 (first run 0.895)
-    "answers.citation@1": 0.86,  # measured 0.873 (first run 0.855)
-    "answers.fact_recall": 0.825,  # measured 0.841 (first run 0.813)
+    "retrieval.hit@1": 0.90,  # measured 0.917, third run 0.880 (first run 0.895)
+    "answers.citation@1": 0.895,  # measured 0.913, third run 0.873 (first run 0.855)
+    "answers.fact_recall": 0.855,  # measured 0.872, third run 0.841 (first run 0.813)
     "answers.refusal_recall": 0.86,  # measured 0.955 (22 turns; first run 0.955)
     "answers.false_refusal_rate": 0.035,  # at most; measured 0.017 (first run 0.035)
     "answers.verbatim": 1.0,
 }
 
 #: blind10.jsonl: the blind set written at the end of 2026-12-07 (an eleventh hand, the plan alone;
-#: only its aggregates are read). Run on the session's starting code and on its final code, in
-#: eval/runs/blind10-runs.md; gates about two questions under the final run.
+#: only its aggregates are read). Run on the session's starting code and on its final code, and
+#: a third time on the night session's final code, in eval/runs/blind10-runs.md; gates about two
+#: questions under the third run.
 BLIND10_SET = DEFAULT_SET.with_name("blind10.jsonl")
 BLIND10_GATES = {
-    "retrieval.hit@1": 0.90,  # measured 0.918 (starting code 0.925)
-    "answers.citation@1": 0.895,  # measured 0.908 (starting code 0.908)
-    "answers.fact_recall": 0.85,  # measured 0.866 (starting code 0.864)
-    "answers.refusal_recall": 0.68,  # measured 0.773 (22 turns; starting code 0.773)
-    "answers.false_refusal_rate": 0.05,  # at most; measured 0.035 (starting code 0.040)
+    "retrieval.hit@1": 0.905,  # measured 0.925, second run 0.918
+    "answers.citation@1": 0.895,  # measured 0.913, second run 0.908
+    "answers.fact_recall": 0.865,  # measured 0.883, second run 0.866
+    "answers.refusal_recall": 0.77,  # measured 0.864 (22 turns), second run 0.773
+    "answers.false_refusal_rate": 0.05,  # at most; measured 0.035, second run 0.035
+    "answers.verbatim": 1.0,
+}
+
+#: blind11.jsonl: the blind set of the night of 2026-12-07 (a twelfth hand, the plan alone; only
+#: its aggregates are read). First run on the session's starting code (8853948) before any
+#: change, second on its final code, in eval/runs/blind11-runs.md; gates about two questions
+#: under the second.
+BLIND11_SET = DEFAULT_SET.with_name("blind11.jsonl")
+BLIND11_GATES = {
+    "retrieval.hit@1": 0.90,  # measured 0.918 (first run 0.918)
+    "answers.citation@1": 0.89,  # measured 0.908 (first run 0.914)
+    "answers.fact_recall": 0.84,  # measured 0.858 (first run 0.850)
+    "answers.refusal_recall": 0.81,  # measured 0.889 (27 turns; first run 0.778)
+    "answers.false_refusal_rate": 0.04,  # at most; measured 0.023 (first run 0.017)
     "answers.verbatim": 1.0,
 }
 
@@ -184,7 +200,7 @@ SET_GATES: dict[Path, dict[str, float]] = {
     HELDOUT_SET: HELDOUT_GATES, BLIND2_SET: BLIND2_GATES, BLIND3_SET: BLIND3_GATES,
     BLIND4_SET: BLIND4_GATES, BLIND5_SET: BLIND5_GATES, BLIND6_SET: BLIND6_GATES,
     BLIND7_SET: BLIND7_GATES, BLIND8_SET: BLIND8_GATES, BLIND9_SET: BLIND9_GATES,
-    BLIND10_SET: BLIND10_GATES,
+    BLIND10_SET: BLIND10_GATES, BLIND11_SET: BLIND11_GATES,
 }
 
 
