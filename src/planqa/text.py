@@ -207,12 +207,17 @@ GLOSSARY_PATH = Path(__file__).resolve().parent / "data" / "glossary-en-zh.tsv"
 _LATIN = re.compile(r"[A-Za-z]")
 
 
+def _tsv_pairs(path: Path) -> tuple[tuple[str, str], ...]:
+    """A two-column lexicon's (word, terms) lines; "#" starts a comment line."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    pairs = (line.split("\t", 1) for line in lines if line.strip() and not line.startswith("#"))
+    return tuple((word, terms) for word, terms in pairs)
+
+
 @lru_cache(maxsize=1)
 def _glossary_lines() -> tuple[tuple[str, str], ...]:
     """The glossary's (english, chinese) lines, read once."""
-    lines = GLOSSARY_PATH.read_text(encoding="utf-8").splitlines()
-    pairs = (line.split("\t", 1) for line in lines if line.strip() and not line.startswith("#"))
-    return tuple((english, chinese) for english, chinese in pairs)
+    return _tsv_pairs(GLOSSARY_PATH)
 
 
 @lru_cache(maxsize=1)
@@ -310,9 +315,7 @@ COLLOQUIAL_PATH = Path(__file__).resolve().parent / "data" / "colloquial-zh.tsv"
 @lru_cache(maxsize=1)
 def _colloquial() -> tuple[re.Pattern[str], dict[str, tuple[str, ...]]]:
     """The everyday-words lexicon as one pattern (longest word first) and its terms."""
-    lines = COLLOQUIAL_PATH.read_text(encoding="utf-8").splitlines()
-    pairs = (line.split("\t", 1) for line in lines if line.strip() and not line.startswith("#"))
-    table = {word.strip(): tuple(terms.split()) for word, terms in pairs}
+    table = {word.strip(): tuple(terms.split()) for word, terms in _tsv_pairs(COLLOQUIAL_PATH)}
     words = sorted(table, key=len, reverse=True)
     return re.compile("|".join(map(re.escape, words))), table
 
