@@ -283,6 +283,9 @@ def test_enumerate_items_trims_lead_in_and_tail():
     ("Could you write a short speech for our awards night?", "composition"),
     ("歌颂科学家的活动有哪些", None),
     ("第一批联合体的学会名单", "roster"),
+    ("入选试点的是哪几家学会？", "roster"),
+    ("哪些学会可以承接政府转移职能？", None),  # a kind of society, which the plan names
+    ("机关精简以后，编外人员怎么分流？", "resettlement"),
     # "比谁都大" compares, it asks for nobody; "会不会设几个" asks whether, not how many
     ("那帮人架子比谁都大，方案管不管？", None),
     ("学会能不能多配几个专职的？", None),
@@ -726,3 +729,12 @@ def test_a_section_named_by_its_own_title_is_the_section(qa):
     assert a.citations[0].ref == "四"
     # a clause's own heading words still name that clause
     assert qa.ask("第一部分的基本原则是什么？").citations[0].ref == "一、2"
+
+
+def test_a_group_the_plan_never_names_gets_no_clause(qa):
+    """The plan singles out 青年 and 基层一线, never 港澳台 or 少数民族 scientists: asked
+    about them, planqa says so rather than quoting what it says of others."""
+    for q in ("台湾的科技工作者在方案里有什么安排？", "方案里讲到少数民族科技人才的地方都列出来"):
+        a = qa.ask(q)
+        assert not a.found and "方案没有专门讲到" in a.text, q
+    assert qa.ask("方案对青年科技工作者有什么安排？").found

@@ -131,9 +131,19 @@ TYPES: tuple[AnswerType, ...] = (
                           r"级别(?:是|有)?(?:多高|多少|什么|啥)|"
                           r"\b(?:what|which) (?:rank|grade)\b|\bhow senior\b", re.I),
                re.compile(r"级别|职级|[正副]?(?:部|厅|局|处|科)级")),
+    # What becomes of the staff of merged or cut units: the plan cuts and merges, and says
+    # nothing of resettling anyone.
+    AnswerType("resettlement",
+               re.compile(r"安置|分流|下岗|裁员|转岗|\b(?:laid off|lay-?offs?|redundanc\w*)\b",
+                          re.I),
+               re.compile(r"安置|分流|下岗|裁员|转岗")),
     # A roster ("试点学会的名单"): the plan names a few bodies, never its pilots or members.
     AnswerType("roster",
-               re.compile(r"名单|\b(?:name list|list of (?:the )?names|roster)\b", re.I),
+               re.compile(r"名单|\b(?:name list|list of (?:the )?names|roster)\b|"
+                          # which societies are in a pilot or its first batch
+                          r"(?:第一批|首批|试点|入选)[^,。?]{0,12}哪(?:几|些)家?(?:学会|单位)|"
+                          r"(?:第一批|首批|试点|入选)[^,。?]{0,12}(?:学会|单位)是?哪(?:几|些)家|"
+                          r"哪(?:几|些)家?(?:学会|单位)[^,。?]{0,4}(?:在试|入选|试点)", re.I),
                re.compile(rf"{_NAMED}(?:、{_NAMED})*(?:、|和|及){_NAMED}")),
     AnswerType("institution",
                re.compile(r"哪(?:所|个|家|几所)(?:大学|高校|学校|院校|研究所|医院)|"

@@ -310,6 +310,18 @@ _ENGLISH_QUALIFIERS = {"provincial": "省级", "province": "省级", "provinces"
                        "municipal": "市级", "women": "女性", "woman": "女性",
                        "female": "女性", "male": "男性"}
 _ENGLISH_WORD = re.compile(r"[a-z]+")
+#: Groups of people a policy plan may or may not single out. One the plan never names
+#: ("港澳台的科技工作者有啥安排", "讲到女性科技工作者的条款") gets no clause of its own:
+#: whatever the nearest clause says, it does not say it of them.
+_GROUPS = re.compile(r"港澳台|香港|澳门|台湾|少数民族|边疆|外籍|女性|妇女|女科技工作者")
+
+
+def unnamed_group(asked: Query, plan: Plan) -> str | None:
+    """A group the (Chinese) question is about that the plan never names, or None."""
+    return next((m.group() for m in _GROUPS.finditer(asked.simplified)
+                 if m.group() not in plan.text_simplified), None)
+
+
 #: A level below the national one ("省科协", "省里科协", "地方科协"): the plan's figures are
 #: the national bodies', so a figure asked for a level its sentence does not name is not
 #: given — wherever the level stands in the question ("我们省科协全委会里头，…要提到多少").
@@ -713,6 +725,8 @@ def compose(question: str | Query, hits: list[Hit], plan: Plan, *, traditional: 
     if not hits:
         return refusal(hits, traditional, not_in_plan(plan))
     top = hits[0]
+    if (group := unnamed_group(own, plan)) and not top.exact_ref:
+        return refusal(hits, traditional, f"方案没有专门讲到“{group}”。" + not_in_plan(plan))
     if kind == ROUNDUP and (rounded := _roundup_answer(q, hits, plan, traditional, cal,
                                                        topic_hits)):
         return rounded
