@@ -725,7 +725,8 @@ def compose(question: str | Query, hits: list[Hit], plan: Plan, *, traditional: 
     if not hits:
         return refusal(hits, traditional, not_in_plan(plan))
     top = hits[0]
-    if (group := unnamed_group(own, plan)) and not top.exact_ref:
+    group = None if top.exact_ref else unnamed_group(own, plan)
+    if group and not asked_q.factoid:  # a figure asked for them is a near miss, below
         return refusal(hits, traditional, f"方案没有专门讲到“{group}”。" + not_in_plan(plan))
     if kind == ROUNDUP and (rounded := _roundup_answer(q, hits, plan, traditional, cal,
                                                        topic_hits)):
@@ -759,7 +760,8 @@ def compose(question: str | Query, hits: list[Hit], plan: Plan, *, traditional: 
             return refusal(hits, traditional, not_in_plan(plan))
         # The user's own words name the qualifier, not a follow-up's rewrite; each
         # sentence holding the asked fact is checked alone (a figure is its sentence's).
-        if asked_q.factoid and (qualifier := _uncovered_everywhere(own, positions, p, plan)):
+        if asked_q.factoid and (qualifier := group
+                                or _uncovered_everywhere(own, positions, p, plan)):
             return _near_miss(qualifier, top, positions, traditional)
         quoted = [sentences[i] for i in positions]
         items = enumerate_items(quoted[-1], asked_n) if kind == LIST else []
