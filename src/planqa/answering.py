@@ -139,7 +139,13 @@ class Calibration:
         if not q.english:
             return self
         d, link = self.english_dense_offset, self.english_link_offset
-        return replace(self, strong_dense=self.strong_dense - d, min_dense=self.min_dense - d,
+        # More words the glossary has no plan term for than words it has ("recommend a
+        # good laptop for data analysis"): on topic only with shared words or a link, not
+        # by the dense similarity alone, which any English sentence reaches.
+        unknown = len(set(q.english_unknown))
+        strong = (1.0 if unknown >= 2 and unknown > len(q.english_terms)
+                  else self.strong_dense - d)
+        return replace(self, strong_dense=strong, min_dense=self.min_dense - d,
                        strong_link=self.strong_link - link,
                        factoid_link=self.factoid_link - link,
                        english_dense_offset=0.0, english_link_offset=0.0)
