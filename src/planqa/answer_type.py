@@ -10,6 +10,7 @@ the plan does not say. Pure functions over Simplified text.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 _NUM = r"(?:\d+(?:\.\d+)?|[一二三四五六七八九十百千万两几]+)"
@@ -36,6 +37,45 @@ class AnswerType:
     name: str
     asks: re.Pattern[str]  # matched against the question
     holds: re.Pattern[str]  # a sentence that can answer it matches this
+    #: a question it matches that asks something else after all ("会不会设几个")
+    unless: re.Pattern[str] | None = None
+    #: what a sentence that holds the type must also agree with in the question (the unit
+    #: of a count, the post of a person)
+    agrees: Callable[[str, str], bool] | None = None
+
+
+# A count's unit says what is counted. Things and people count alike ("几个编制" for
+# 1120名, "几家" for 13个); a span of time or a number of occasions does not: "一届是几年"
+# is not answered by 一届, nor "几个名额" by 2016年.
+_ASKED_UNIT = re.compile(r"(?:多少|几)\s*([名人个家所项位条次届岁天年])")
+_EXACT_UNITS = "次届岁天年"
+
+
+def _unit_agrees(question: str, sentence: str) -> bool:
+    """Does the sentence count in the unit the question asks for (any, if it names none)?"""
+    m = _ASKED_UNIT.search(question)
+    if not m:
+        return True
+    units = m.group(1) if m.group(1) in _EXACT_UNITS else "名人个家所项位条"
+    return re.search(rf"{_NUM}\s*[{units}]", sentence) is not None
+
+
+# A person asked for by a post is named with it: 习近平总书记 does not answer who chairs
+# the association.
+_POSTS = (("主席", re.compile(r"主席|\b(?:president|chair(?:man|woman|person)?)\b", re.I)),
+          ("部长", re.compile(r"部长|\bminister\b", re.I)))
+
+
+def _post_agrees(question: str, sentence: str) -> bool:
+    """Does the sentence name someone with the post the question asks about (any, if none)?"""
+    post = next((word for word, asks in _POSTS if asks.search(question)), None)
+    return post is None or re.search(
+        rf"[{_SURNAMES}][\u4e00-\u9fff]{{1,2}}{post}", sentence) is not None
+
+
+# "会不会设几个奖", "能不能派几个人": whether there will be some, not how many.
+_WHETHER_SOME = re.compile(r"(?:会不会|能不能|是不是|要不要|有没有|可不可以)[^,。?]{0,6}?"
+                           r"几\s*(?:个|家|项|名|位|所)")
 
 
 #: A named body in a run of them ("中国科学技术出版社、科普出版社和科技导报社"): a roster.
@@ -57,7 +97,8 @@ TYPES: tuple[AnswerType, ...] = (
                           r"\bwho (?:is|are) (?:the )?(?:current |present )?(?:chair|president|"
                           r"head|leader|secretary|director)", re.I),
                re.compile(rf"[{_SURNAMES}][\u4e00-\u9fff]{{1,2}}(?:同志|总书记|主席|书记|院士|"
-                          r"教授|部长)")),
+                          r"教授|部长)"),
+               agrees=_post_agrees),
     AnswerType("money",
                # (not a bare 资本: the plan's own 社会资本 is asked about without an amount)
                re.compile(r"预算|经费(?:是|有)?多少|多少钱|资金(?:是|有)?多少|金额|工资|薪|"
@@ -177,11 +218,13 @@ TYPES: tuple[AnswerType, ...] = (
                           r"届|条|岁|天|年)|(?<![哪第])几\s*(?:名|人|个|家|所|项|位|次|届|条|岁|天|年)[?？]?$|"
                           + HOW_MANY_ITEMS + r"|\b(?:maximum|minimum|exact|total) number of\b",
                           re.I),
-               re.compile(rf"{_NUM}\s*(?:名|人|个|家|所|项|位|次|届|岁|天|年)")),
+               re.compile(rf"{_NUM}\s*(?:名|人|个|家|所|项|位|次|届|岁|天|年)"),
+               unless=_WHETHER_SOME, agrees=_unit_agrees),
     # "有多少事业编制": a figure without a unit word.
     AnswerType("figure",
                re.compile(r"多少|(?<!哪)几(?:个|名|项)?$|\bhow (?:many|much)\b", re.I),
-               re.compile(rf"\d|{_NUM}\s*(?:分之|个|名|年|岁|成|项|家|人)")),
+               re.compile(rf"\d|{_NUM}\s*(?:分之|个|名|年|岁|成|项|家|人)"),
+               unless=_WHETHER_SOME),
     AnswerType("agent",
                # "不知道跟谁说" asks for a channel to be heard, not for a body's name;
                # "宣传谁", "面向谁" for whom something is done, which a body name is not
@@ -212,49 +255,13 @@ _WHY = re.compile(r"为什么|为何|为啥|干嘛要|什么意义|啥意义|意
                   r"\bwhy\b|\bwhat (?:is|was) the (?:point|purpose)\b", re.I)
 
 
-# A count's unit says what is counted. Things and people count alike ("几个编制" for
-# 1120名, "几家" for 13个); a span of time or a number of occasions does not: "一届是几年"
-# is not answered by 一届, nor "几个名额" by 2016年.
-_ASKED_UNIT = re.compile(r"(?:多少|几)\s*([名人个家所项位条次届岁天年])")
-_EXACT_UNITS = "次届岁天年"
-
-
-def _unit_agrees(question: str, sentence: str) -> bool:
-    """Does the sentence count in the unit the question asks for (any, if it names none)?"""
-    m = _ASKED_UNIT.search(question)
-    if not m:
-        return True
-    units = m.group(1) if m.group(1) in _EXACT_UNITS else "名人个家所项位条"
-    return re.search(rf"{_NUM}\s*[{units}]", sentence) is not None
-
-
-# A person asked for by a post is named with it: 习近平总书记 does not answer who chairs
-# the association.
-_POSTS = (("主席", re.compile(r"主席|\b(?:president|chair(?:man|woman|person)?)\b", re.I)),
-          ("部长", re.compile(r"部长|\bminister\b", re.I)))
-
-
-def _post_agrees(question: str, sentence: str) -> bool:
-    """Does the sentence name someone with the post the question asks about (any, if none)?"""
-    post = next((word for word, asks in _POSTS if asks.search(question)), None)
-    return post is None or re.search(
-        rf"[{_SURNAMES}][\u4e00-\u9fff]{{1,2}}{post}", sentence) is not None
-
-
-# "会不会设几个奖", "能不能派几个人": whether there will be some, not how many.
-_WHETHER_SOME = re.compile(r"(?:会不会|能不能|是不是|要不要|有没有|可不可以)[^,。?]{0,6}?"
-                           r"几\s*(?:个|家|项|名|位|所)")
-
-
 def expected_type(question: str) -> AnswerType | None:
     """The answer type a (Simplified, normalized) question asks for, if any (none for
     a question about why)."""
     if _WHY.search(question):
         return None
     for t in TYPES:
-        if t.asks.search(question):
-            if t.name in ("count", "figure") and _WHETHER_SOME.search(question):
-                continue
+        if t.asks.search(question) and not (t.unless and t.unless.search(question)):
             return t
     return None
 
@@ -271,9 +278,7 @@ def sentence_answers(question: str, sentence: str) -> bool:
     t = expected_type(question)
     if t is None:
         return True
-    if (not t.holds.search(sentence)
-            or (t.name == "count" and not _unit_agrees(question, sentence))
-            or (t.name == "person" and not _post_agrees(question, sentence))):
+    if not t.holds.search(sentence) or (t.agrees and not t.agrees(question, sentence)):
         return False
     # Only a question after a fact can ask for its earlier value ("改革前有多少").
     return not (asks_for_anchor(question, t) and not _ANCHOR_HOLDS.search(sentence))

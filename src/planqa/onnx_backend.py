@@ -173,7 +173,6 @@ def _fuse(plain: Path, fp32: Path, config: Any, sample: dict[str, np.ndarray],
 
     The fused graph must give torch's hidden states on `sample` (|diff| ≤ 1e-4); a model
     it gets wrong, or cannot fuse at all, keeps the plain graph."""
-    import onnxruntime as ort
     from onnxruntime.transformers.fusion_options import FusionOptions
     from onnxruntime.transformers.optimizer import optimize_model
 
@@ -190,9 +189,7 @@ def _fuse(plain: Path, fp32: Path, config: Any, sample: dict[str, np.ndarray],
                                optimization_options=options, opt_level=0)
         fused.save_model_to_file(str(fp32))
         del fused
-        session = ort.InferenceSession(str(fp32), _session_options(1),
-                                       providers=["CPUExecutionProvider"],
-                                       disabled_optimizers=SLOW_FUSIONS)
+        session = _session(fp32, 1)
         (got,) = session.run(None, sample)
         del session
         same = got.shape == want.shape and np.allclose(got, want, rtol=0, atol=1e-4)
@@ -258,9 +255,9 @@ def ensure_onnx(model_dir: Path) -> Path:
 # ---------------------------------------------------------------- run time (no torch)
 
 
-def _session_options(threads: int) -> Any:
-    """The options of every planqa session: `threads` intra-op threads, run in order,
-    every graph optimization but :data:`SLOW_FUSIONS` (passed with the session)."""
+def _session(model_file: Path, threads: int) -> Any:
+    """Every planqa ONNX Runtime session: on the CPU, `threads` intra-op threads, run in
+    order, every graph optimization but :data:`SLOW_FUSIONS`."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -269,7 +266,8 @@ def _session_options(threads: int) -> Any:
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3  # errors only
-    return options
+    return ort.InferenceSession(str(model_file), options, providers=["CPUExecutionProvider"],
+                                disabled_optimizers=SLOW_FUSIONS)
 
 
 def _read_json(path: Path) -> Any:
@@ -288,7 +286,6 @@ class OnnxEncoder:
 
     def __init__(self, model_dir: Path, model_file: Path, threads: int = 1,
                  one_at_a_time: bool = False) -> None:
-        import onnxruntime as ort
         from tokenizers import Tokenizer
 
         model_dir = Path(model_dir)
@@ -311,9 +308,7 @@ class OnnxEncoder:
         tokenizer.enable_truncation(min(max_len, int(tok_config.get("model_max_length", max_len))))
         self.tokenizer = tokenizer
 
-        self.session = ort.InferenceSession(str(self.model_file), _session_options(threads),
-                                            providers=["CPUExecutionProvider"],
-                                            disabled_optimizers=SLOW_FUSIONS)
+        self.session = _session(self.model_file, threads)
 
     def get_embedding_dimension(self) -> int:
         """The vector size (384 for e5-small)."""
