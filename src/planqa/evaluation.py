@@ -195,12 +195,23 @@ BLIND11_GATES = {
     "answers.verbatim": 1.0,
 }
 
+BLIND12_SET = DEFAULT_SET.with_name("blind12.jsonl")
+BLIND12_GATES = {
+    "retrieval.hit@1": 0.94,  # first run 0.955
+    "answers.citation@1": 0.925,  # first run 0.939 (179 turns)
+    "answers.fact_recall": 0.88,  # first run 0.895
+    "answers.refusal_recall": 0.86,  # first run 0.955 (22 turns)
+    "answers.false_refusal_rate": 0.03,  # at most; first run 0.011
+    "answers.verbatim": 1.0,
+}
+
 #: The sets with gates of their own (any other set has the main GATES).
 SET_GATES: dict[Path, dict[str, float]] = {
     HELDOUT_SET: HELDOUT_GATES, BLIND2_SET: BLIND2_GATES, BLIND3_SET: BLIND3_GATES,
     BLIND4_SET: BLIND4_GATES, BLIND5_SET: BLIND5_GATES, BLIND6_SET: BLIND6_GATES,
     BLIND7_SET: BLIND7_GATES, BLIND8_SET: BLIND8_GATES, BLIND9_SET: BLIND9_GATES,
     BLIND10_SET: BLIND10_GATES, BLIND11_SET: BLIND11_GATES,
+    BLIND12_SET: BLIND12_GATES,
 }
 
 
