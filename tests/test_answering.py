@@ -745,3 +745,32 @@ def test_an_english_question_mostly_outside_the_glossary_needs_more_than_tone(qa
     the glossary mostly lacks is on topic only with shared words or a question link."""
     assert not qa.ask("Can you suggest a good tablet for reading papers?").found
     assert qa.ask("What does the plan say about young scientists?").found
+
+
+def test_a_near_tied_second_clause_is_shown_beside_the_answer_not_instead():
+    """The search could not tell two clauses apart: the answer quotes the first and shows
+    the second as 另见 (related, never a citation); a clear winner stands alone, and a
+    figure asked for is answered from one sentence."""
+    from planqa.answering import compose
+    from planqa.corpus import load_plan
+    from planqa.retrieval import Hit
+
+    plan = load_plan()
+    first, second = plan.clause("二", "2"), plan.clause("二", "3")
+
+    def hits(ratio: float) -> list[Hit]:
+        return [Hit(p, s, p.sentences_simplified[1], 1, 0.93, 0.6, link=0.95,
+                    sentence_scores=tuple(0.9 if i == 1 else 0.1
+                                          for i in range(len(p.sentences))))
+                for p, s in ((first, 0.8), (second, 0.8 * ratio))]
+
+    tied = compose("科协机关和事业单位怎么改", hits(0.95), plan, traditional=False)
+    assert [c.ref for c in tied.citations] == ["二、2"]
+    assert [c.ref for c in tied.related] == ["二、3"]
+    assert "另见方案第二部分第3条：" in tied.text
+    assert second.sentences_simplified[1] in tied.text
+    clear = compose("科协机关和事业单位怎么改", hits(0.8), plan, traditional=False)
+    assert clear.found and clear.related == [] and "另见" not in clear.text
+    figure = compose("事业编制要精简到多少名", hits(0.95), plan, traditional=False)
+    assert figure.found and "1120" in figure.text
+    assert figure.related == [] and "另见" not in figure.text

@@ -63,6 +63,17 @@ def test_markdown_has_question_answer_and_refs() -> None:
     assert "**可能相关的条款**" in answer_markdown("主席是谁？", REFUSAL)
 
 
+def test_a_found_answer_shows_its_see_also_apart_from_its_source() -> None:
+    also = {**CITE, "ref": "二、3", "title": "挂职 › 交流", "quote": "定期轮换。"}
+    answer = {**FOUND, "related": [also]}
+    md = answer_markdown("编制多少？", answer)
+    assert md.index("**出处**") < md.index("**另见**\n\n- **二、3** 挂职 › 交流\n\n> 定期轮换。")
+    message = render_answer(answer)
+    source, see_also = message.index("pq-sources-source"), message.index(">另见<")
+    assert source < see_also and 'data-ref="二、3"' in message[see_also:]
+    assert "另见" not in render_answer(FOUND) and "**另见**" not in answer_markdown("q", FOUND)
+
+
 def test_message_carries_copy_and_markdown_as_one_html_block() -> None:
     message = render_answer({**FOUND, "answer": "一\n\n<script>x</script>"}, asked="问<b>")
     assert "\n" not in message  # a blank line would end the HTML block in Markdown

@@ -73,6 +73,11 @@ def _cites(answer: dict[str, Any]) -> list[dict[str, Any]]:
                 or [])
 
 
+def _see_also(answer: dict[str, Any]) -> list[dict[str, Any]]:
+    """The clauses a found answer shows beside its source ("另见")."""
+    return list(answer.get("related") or []) if answer.get("found") else []
+
+
 def answer_plain_text(answer: dict[str, Any]) -> str:
     """What 复制 puts on the clipboard: the answer's text with its 出处. The text names its
     source already for a quote; otherwise the cited refs are added on a line of their own."""
@@ -92,9 +97,12 @@ def answer_markdown(question: str, answer: dict[str, Any]) -> str:
 
     parts = [f"## 问：{' '.join((question or '').split())}", "",
              (answer.get("answer") or "").strip()]
-    cites = _cites(answer)
-    if cites:
-        parts += ["", "**出处**" if answer.get("found") else "**可能相关的条款**", ""]
+    groups = (("**出处**" if answer.get("found") else "**可能相关的条款**", _cites(answer)),
+              ("**另见**", _see_also(answer)))
+    for label, cites in groups:
+        if not cites:
+            continue
+        parts += ["", label, ""]
         for c in cites:
             parts.append(f"- **{c.get('ref', '')}** {c.get('title', '')}")
             quote = (c.get("quote") or "").strip()
@@ -116,13 +124,14 @@ def render_answer(answer: dict[str, Any], shown: str | None = None, asked: str =
     label = "" if found else '<span class="pq-badge">方案未涉及</span>'
     parts = [f'<div class="{classes}">{label}<div class="pq-text">{esc(text)}</div></div>']
     if not streaming:
-        cites = _cites(answer)
-        if cites:
-            kind = "source" if found else "related"
-            heading = "出处（点开查看条款全文）" if found else "可能相关的条款"
-            cards = "".join(render_card(c, kind) for c in cites)
-            parts.append(f'<div class="pq-sources pq-sources-{kind}">'
-                         f'<div class="pq-sources-label">{heading}</div>{cards}</div>')
+        groups = (("source", "出处（点开查看条款全文）", _cites(answer)) if found
+                  else ("related", "可能相关的条款", _cites(answer)),
+                  ("related", "另见", _see_also(answer)))
+        for kind, heading, cites in groups:
+            if cites:
+                cards = "".join(render_card(c, kind) for c in cites)
+                parts.append(f'<div class="pq-sources pq-sources-{kind}">'
+                             f'<div class="pq-sources-label">{heading}</div>{cards}</div>')
         # What 复制 and 导出 (static/planqa.js) take, kept with the message in elements
         # that are never shown (the chat's sanitizer drops data-* attributes).
         md = answer_markdown(asked or str(answer.get("question") or ""), answer)
