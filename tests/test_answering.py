@@ -541,6 +541,8 @@ def _sentence_with(plan, ref, needle):
     ("学会理事里基层的人得占多少才算合格", "三、3", "四分之三以上", None),
     # the asked time in other words (限期, 时限) is the question, not whom it is for
     ("编制精简的限期到啥时候", "二、2", "1120", None),
+    # 重点 says how much, not for whom ("哪个单位要重点做强")
+    ("这里面哪个单位要重点做强？", "四、4", "创新战略研究院", None),
     ("事业单位压缩有时限吗，时限到哪年", "二、2", "13个", None),
     # the speaker's word for what the sentence gives (名额 for 比例, 位置 for a post) is
     # no other group: a word the plan never uses counts only if it names people or a body

@@ -56,6 +56,9 @@ def test_cited_passages_are_read_back_from_the_source_line(plan):
     ("主要面向谁", "tentative"),
     ("领导要干啥", "tentative"),
     ("食堂几点开饭", ""),
+    # 这块 / 这里面 point back at the topic just answered, however long the question
+    ("地方科协在这块要做啥？", "explicit"),
+    ("这里面哪个单位要重点做强？", "explicit"),
     ("And what do the new rules say about how societies elect their boards?", ""),
     ("Tell me what the plan says about how local associations at county level change.", ""),
 ])
@@ -201,6 +204,9 @@ def test_question_words_leave_a_follow_ups_focus_word_by_word(plan):
     from planqa.conversation import _without_asking
 
     assert _without_asking("主要宣传谁") == "主要宣传"  # not 主宣传: 主要's 要 stays
+    # a request's verb and a preposition name no topic; 根据 asks for the plan's basis
+    assert _without_asking("地方科协在要做啥") == "地方科协"
+    assert _without_asking("根据什么提出的") == "根据提出"
     history = [("科技界那个精神文明表率活动是干啥的", "据方案第五部分第4条：……")]
     assert resolve("主要宣传谁", history, plan).focus == "主要宣传"
 
@@ -262,3 +268,11 @@ def test_a_refused_follow_up_is_passed_over_by_the_next_turn(qa):
     history.append(("奖金有多少？", refused.text))
     a = qa.ask("那院士推荐这块怎么说？", history)
     assert a.found and a.citations[0].ref == "二、7" and "两院院士推荐渠道" in a.text
+
+
+def test_a_follow_up_about_this_area_stays_with_the_clause_just_answered(qa):
+    q1 = "双创服务云是干什么的"
+    a1 = qa.ask(q1)
+    assert a1.citations[0].ref == "四、2"
+    a2 = qa.ask("地方科协在这块要做啥？", [(q1, a1.text)])
+    assert a2.found and a2.citations[0].ref == "四、2" and "地方科协" in a2.text

@@ -272,7 +272,7 @@ def enumerate_items(sentence: str, about: str = "") -> list[str]:
 
 #: Nouns that frame a question rather than name whom or what it is about.
 _FRAME_NOUNS = frozenset("问题 目标 方面 内容 情况 要求 时候 时间 时期 数量 数字 规模 程度 "
-                         "标准 办法 意思 原文 条款 文件 方案 部分 科协 合格 达标 "
+                         "标准 办法 意思 原文 条款 文件 方案 部分 科协 合格 达标 重点 "
                          # the asked time itself, in other words ("限期到啥时候")
                          "限期 期限 时限 日期 截止 节点 时间表 进度".split())
 

@@ -57,7 +57,10 @@ _QUOTED = re.compile(r"“([^”]+)”")
 _ASKS_ABOUT = r"(?:有没有|有|有啥|有什么)(?:要求|规定|说法|安排)(?:吗|没有|没)?$"
 _ASPECT_ASK = re.compile(r"^[^，,。]{1,6}" + _ASKS_ABOUT)
 # "道德学风方面呢", "农村那块": the word that frames the new topic is not part of it.
-_ASPECT = re.compile(r"[这那]?一?方面|[这那]一?块|[这那]边")
+_ASPECT = re.compile(r"[这那]?一?方面|[这那]一?块|[这那]边|这里面|这当中")
+# ... and with 这/那 it points back at the topic just answered ("地方科协在这块要做啥",
+# "这里面哪个单位要重点做强"): the question is a follow-up however much it says.
+_ASPECT_BACK = re.compile(r"[这那]一?(?:方面|块)|这里面|这当中")
 # A request about the clause just quoted that names nothing of its own: "具体怎么做",
 # "为啥要这样", "展开说说", "why?", "in English please". Every word of it (jieba's,
 # less the stopwords) is one of these.
@@ -102,9 +105,18 @@ class Resolved:
 
 def _without_asking(text: str) -> str:
     """`text` less its question words, word by word ("主要宣传谁" is 主要宣传, not 主宣传:
-    the 要 of 主要 is no question word)."""
-    return "".join(w for w, _ in pos_tags(text)
-                   if not (_QUESTION_WORDS.fullmatch(w) or _ASKS.fullmatch(w)))
+    the 要 of 主要 is no question word), the words of a bare request ("做", "说说") and
+    prepositions and particles: what is left names the follow-up's topic ("地方科协在这块
+    要做啥" is 地方科协, not 地方科协在做)."""
+    return "".join(w for w, tag in pos_tags(text)
+                   if not (_QUESTION_WORDS.fullmatch(w) or _ASKS.fullmatch(w)
+                           or w in _BARE_WORDS or tag in _PARTICLE_TAGS
+                           or (tag == "p" and len(w) == 1)))
+
+
+# jieba's tags for particles and modal particles. Of the prepositions only the one-character
+# ones go (在, 对, 给): 根据 in "根据什么提出的" asks for the plan's basis.
+_PARTICLE_TAGS = frozenset({"u", "uj", "ul", "uz", "ud", "ug", "uv", "y"})
 
 
 def _content_len(text: str) -> int:
@@ -130,7 +142,7 @@ def follow_up_kind(question: str, plan: Plan) -> str:
     q = clean_input(question).lower()
     core = q.rstrip("？?。.!！ ")
     if (_CLAUSE_ANAPHORA.search(q) or _ENTITY_ANAPHORA.search(q) or _ORDINAL_ITEM.search(q)
-            or is_bare_request(q)):
+            or _ASPECT_BACK.search(q) or is_bare_request(q)):
         return "explicit"
     if _ORDINAL_ANY.search(q) and _content_len(core) <= 12:
         return "explicit"
@@ -252,7 +264,8 @@ def _resolve_one(question: str, previous: Resolved, previous_answer: str,
     # "这一条…" stays in the clause; so does a follow-up whose every plan word stands in
     # it ("人事关系怎么算？" after 挂职: 二、3 keeps 人事关系 too, 二、1 only shares it).
     inside = bool(cited) and _within(explicit_focus, plan.get(cited[0]).text_simplified, plan)
-    weight = PRIOR_CLAUSE if _CLAUSE_ANAPHORA.search(q) or bare or inside else PRIOR_TOPIC
+    weight = (PRIOR_CLAUSE if _CLAUSE_ANAPHORA.search(q) or _ASPECT_BACK.search(q) or bare
+              or inside else PRIOR_TOPIC)
     prior = {cited[0]: weight} if cited else {}
     # "还有别的吗" twice running: neither earlier answer's sentences again
     seen = (previous.seen + tuple(_QUOTED.findall(to_simplified(previous_answer)))
