@@ -111,6 +111,17 @@ def test_everyday_words_read_as_the_plans_terms():
     assert colloquial_terms("事业编制要精简到多少名") == []
 
 
+def test_everyday_words_give_way_to_the_plans_terms(searcher):
+    """An everyday word read as the plan's terms is no term of its own: it would count
+    against every passage's share of the question."""
+    from planqa.text import without_colloquial
+
+    assert without_colloquial("科协有衙门作风").strip() == "科协有"
+    terms = searcher.query_terms("科协有衙门作风吗")
+    assert {"机关作风", "机关化"} <= set(terms) and not {"衙门", "衙门作风"} & set(terms)
+    assert searcher.query_terms("事业编制要精简到多少名")[:2] == ["事业", "编制"]
+
+
 def test_the_everyday_lexicon_names_only_the_plans_terms(plan):
     """A lexicon term the plan never uses would only count against every passage."""
     from planqa.text import _colloquial

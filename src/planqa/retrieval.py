@@ -31,7 +31,7 @@ from planqa.homophones import Homophones
 from planqa.index import PlanIndex, Unit
 from planqa.query import Query, input_window, parse_query
 from planqa.refs import LAST, Reference, parse_reference
-from planqa.text import colloquial_terms, prime_jieba, tokenize
+from planqa.text import colloquial_terms, prime_jieba, tokenize, without_colloquial
 
 #: How much the question links count (staff's own words for a passage), against 1.0 for
 #: each sentence channel. Chosen on qa.jsonl and heldout.jsonl with ~600 links (hit@1,
@@ -370,8 +370,11 @@ class PlanSearcher:
         English, the plan's own Chinese terms for its phrases (see the glossary)."""
         q = self.parse(question)
         if not q.english_terms:
-            # with the plan's words for its everyday ones (年轻人 → 青年), where the plan has them
-            return [t for t in tokenize(q.simplified) if t not in _FILLERS] + [
+            # with the plan's words for its everyday ones (年轻人 → 青年), where the plan has
+            # them, in their place: "衙门作风" kept beside 机关作风 would count against every
+            # passage's share of the question (dev sets: five citations more, none lost)
+            own = without_colloquial(q.simplified) if q.colloquial_terms else q.simplified
+            return [t for t in tokenize(own) if t not in _FILLERS] + [
                 t for t in tokenize(" ".join(q.colloquial_terms)) if t in self._idf]
         # English words never occur in the plan; keep only tokens it has (e.g. "PPP"). A
         # glossary term the plan never uses would only count against every passage.

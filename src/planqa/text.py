@@ -330,6 +330,12 @@ def colloquial_terms(text: str) -> list[str]:
     return found
 
 
+def without_colloquial(text: str) -> str:
+    """Simplified `text` with its everyday words (those :func:`colloquial_terms` reads)
+    blanked out."""
+    return _colloquial()[0].sub(" ", text)
+
+
 def english_terms(text: str) -> list[str]:
     """The plan's Chinese terms for the English phrases in `text` (longest match wins)."""
     return _read_english(text)[0]
