@@ -52,7 +52,8 @@ class Answer:
     """An answer in the question's script.
 
     `found` is False when the plan has no provision on the question; then
-    `citations` is empty and `related` lists the nearest passages ("可能相关")."""
+    `citations` is empty and `related` lists the nearest passages ("可能相关"). A found
+    answer's `related` is the clause shown beside it as 另见, if any (see SEE_ALSO_RATIO)."""
 
     text: str
     found: bool
@@ -781,7 +782,7 @@ def compose(question: str | Query, hits: list[Hit], plan: Plan, *, traditional: 
     citation = make_citation(p, positions, traditional, top.score, quotes)
     text = f"{head}\n{body}\n{source_line(p, traditional)}"
     related = []
-    if not top.exact_ref and not asked_q.factoid and (also := _see_also(hits, asked_n, cal)):
+    if not top.exact_ref and not asked_q.factoid and (also := _see_also(hits, cal)):
         also_positions = pick_sentences(also, asked_n, SEE_ALSO_SENTENCES)
         related = [make_citation(also.passage, also_positions, traditional, also.score)]
         text += "\n" + _w(f"另见方案{locate(also.passage)}：", traditional) + \
@@ -800,7 +801,7 @@ SEE_ALSO_RATIO = 0.9
 SEE_ALSO_SENTENCES = 2
 
 
-def _see_also(hits: list[Hit], asked: str, cal: Calibration) -> Hit | None:
+def _see_also(hits: list[Hit], cal: Calibration) -> Hit | None:
     """The runner-up worth showing beside the answer, if the search all but tied it."""
     if len(hits) < 2 or hits[0].score <= 0:
         return None
