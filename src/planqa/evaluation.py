@@ -205,13 +205,23 @@ BLIND12_GATES = {
     "answers.verbatim": 1.0,
 }
 
+BLIND13_SET = DEFAULT_SET.with_name("blind13.jsonl")
+BLIND13_GATES = {
+    "retrieval.hit@1": 0.925,  # first run 0.940
+    "answers.citation@1": 0.92,  # first run 0.933 (178 turns)
+    "answers.fact_recall": 0.895,  # first run 0.911
+    "answers.refusal_recall": 0.81,  # first run 0.909 (22 turns)
+    "answers.false_refusal_rate": 0.03,  # at most; first run 0.006
+    "answers.verbatim": 1.0,
+}
+
 #: The sets with gates of their own (any other set has the main GATES).
 SET_GATES: dict[Path, dict[str, float]] = {
     HELDOUT_SET: HELDOUT_GATES, BLIND2_SET: BLIND2_GATES, BLIND3_SET: BLIND3_GATES,
     BLIND4_SET: BLIND4_GATES, BLIND5_SET: BLIND5_GATES, BLIND6_SET: BLIND6_GATES,
     BLIND7_SET: BLIND7_GATES, BLIND8_SET: BLIND8_GATES, BLIND9_SET: BLIND9_GATES,
     BLIND10_SET: BLIND10_GATES, BLIND11_SET: BLIND11_GATES,
-    BLIND12_SET: BLIND12_GATES,
+    BLIND12_SET: BLIND12_GATES, BLIND13_SET: BLIND13_GATES,
 }
 
 
