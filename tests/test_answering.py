@@ -655,6 +655,35 @@ def test_answer_types_read_in_context(question, kind):
     assert (t.name if t else None) == kind
 
 
+@pytest.mark.parametrize(("question", "kind"), [
+    # the scene set first is the speaker's story; what is asked stands after it
+    ("领导让我摸个底，代表里一线的人得占更大份额。我记得现在是五成多一点，要涨到多少？", "figure"),
+    ("那时候不拿这边工资的副主席多是挂名的。现在这些副主席从什么人里挑？", None),
+    ("要是几个学会合伙搞了个联盟，里面谁说了算？", "agent"),  # 要是几个: if some, no count
+    ("常委会委员里女性要占多少比例？", "ratio"),
+    ("我们学会人少。编制一共有多少名？", "count"),
+    ("他们说要压缩编制", None),  # nothing asks: the whole is read
+])
+def test_answer_types_are_read_from_the_asking_sentences(question, kind):
+    t = expected_type(question)
+    assert (t.name if t else None) == kind
+
+
+def test_now_anchors_only_in_the_asking_clause():
+    from planqa.answer_type import asks_for_anchor, expected_type
+
+    q = "我记得现在是五成多一点，要涨到多少？"  # today's share told, the target asked
+    assert not asks_for_anchor(q, expected_type(q))
+    q = "我们单位五成多。现在科协机关有多少人？"
+    assert asks_for_anchor(q, expected_type(q))
+
+
+def test_a_figure_asked_after_a_story_is_answered(qa):
+    a = qa.ask("领导让我先摸个底，下次全国大会代表里从企业、高校、农村这些地方来的人得占更大份额。"
+               "我记得现在是五成多一点，要涨到多少？")
+    assert a.found and a.citations[0].ref == "二、1" and "65%" in a.text
+
+
 def test_moving_something_over_is_no_time_anchor():
     from planqa.answer_type import asks_for_anchor
 

@@ -212,7 +212,7 @@ TYPES: tuple[AnswerType, ...] = (
                # nor "能不能几家合伙" (whether some may join hands).
                re.compile(r"多少\s*(?:名|人|个|家|所|项|位|次|届|条|岁|天|年)|"
                           # "要建几个…", "要配几个编制": a verb may stand between
-                          r"(?:有|(?<!就)是|选|要|设|占|共|一共|总共|(?<!不)能|(?<!不)可)(?:建立?|设立?|成立|"
+                          r"(?:有|(?<![就要若还可])是|选|要|设|占|共|一共|总共|(?<!不)能|(?<!不)可)(?:建立?|设立?|成立|"
                           r"组建|办|开|配备?|招|派|聘|留|压缩到|精简到|减到|降到)?几\s*"
                           r"(?:名|人|个|家|所|项|位|次|"
                           r"届|条|岁|天|年)|(?<![哪第])几\s*(?:名|人|个|家|所|项|位|次|届|条|岁|天|年)[?？]?$|"
@@ -255,9 +255,37 @@ _WHY = re.compile(r"为什么|为何|为啥|干嘛要|什么意义|啥意义|意
                   r"\bwhy\b|\bwhat (?:is|was) the (?:point|purpose)\b", re.I)
 
 
+# A sentence of the question: up to its end mark (or the end of the question).
+_SENTENCE = re.compile(r"[^。！!？?；;\n]*(?:[。！!？?；;\n]+|$)")
+# What makes a sentence ask rather than tell.
+_ASKING = re.compile(r"[?？]|吗|呢|什么|啥|怎么|怎样|咋|如何|多少|几|哪|谁|是否|有没有|是不是|"
+                     r"能不能|会不会|要不要|可不可以|\b(?:what|which|who|whom|whose|when|where|"
+                     r"why|how|is|are|does|do|did|can|will|should)\b", re.I)
+
+
+def asking_start(question: str) -> int:
+    """Where the question's asking begins: after the sentences that only set the scene
+    ("我在机关人事处，领导让我先摸个底……份额。我记得现在是五成多一点，要涨到多少？" asks in
+    its last sentence; the 份额 of the first is the speaker's story, not what is asked)."""
+    start = 0
+    for m in _SENTENCE.finditer(question):
+        if not m.group():
+            break
+        if _ASKING.search(m.group()):
+            return start
+        start = m.end()
+    return 0  # no sentence asks: the whole question is what is asked
+
+
+def asking_part(question: str) -> str:
+    """The question from its first asking sentence on (see `asking_start`)."""
+    return question[asking_start(question):]
+
+
 def expected_type(question: str) -> AnswerType | None:
     """The answer type a (Simplified, normalized) question asks for, if any (none for
-    a question about why)."""
+    a question about why). Read from its asking sentences only (`asking_part`)."""
+    question = asking_part(question)
     if _WHY.search(question):
         return None
     for t in TYPES:
@@ -266,15 +294,24 @@ def expected_type(question: str) -> AnswerType | None:
     return None
 
 
+_CLAUSE = re.compile(r"[^,，。;；:：?？!！]+")
+
+
 def asks_for_anchor(question: str, asked: AnswerType | None = None) -> bool:
-    """Does the question ask for a value before or outside the plan ("改革前有多少")?"""
+    """Does the question ask for a value before or outside the plan ("改革前有多少")?
+    "现在" anchors a figure only in the clause that asks for it: "现在是五成多一点，要涨到
+    多少" asks for the target."""
+    question = asking_part(question)
     if _ANCHOR_ASKS.search(question):
         return True
-    return asked is not None and asked.name in _FIGURES and bool(_NOW.search(question))
+    if asked is None or asked.name not in _FIGURES:
+        return False
+    return any(_NOW.search(c) and asked.asks.search(c) for c in _CLAUSE.findall(question))
 
 
 def sentence_answers(question: str, sentence: str) -> bool:
     """Can this sentence answer the question's asked type (and time anchor)?"""
+    question = asking_part(question)
     t = expected_type(question)
     if t is None:
         return True

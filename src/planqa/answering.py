@@ -16,7 +16,7 @@ import itertools
 import re
 from dataclasses import asdict, dataclass, field, replace
 
-from planqa.answer_type import HOW_MANY_ITEMS, expected_type, sentence_answers
+from planqa.answer_type import HOW_MANY_ITEMS, asking_start, expected_type, sentence_answers
 from planqa.corpus import Passage, Plan
 from planqa.query import LIST, ROUNDUP, STRUCTURE, Query, classify, parse_query
 from planqa.refs import PREAMBLE, int_to_cn, locate, own_words, section_ordinal, source_line
@@ -356,7 +356,9 @@ def uncovered_qualifier(asked: Query, sentences: list[str], passage: Passage,
                      if (zh := _ENGLISH_QUALIFIERS.get(w)) and zh not in plan.text_simplified),
                     None)
     asks = asked.answer_type
-    spans = [m.span() for m in asks.asks.finditer(asked.simplified)] if asks else []
+    # (in its asking sentences: a scene set before them names no one the figure is for)
+    begin = asking_start(asked.simplified)
+    spans = [m.span() for m in asks.asks.finditer(asked.simplified, begin)] if asks else []
     # Whom a figure is for stands in the asked words' clause ("常委会委员里女性要占多少",
     # "几年内不能申报项目"); a noun in another clause is the speaker's setting ("他编制还
     # 留在所里吗？得待多久"), not a qualifier.
