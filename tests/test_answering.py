@@ -214,6 +214,22 @@ def test_enumerate_items_trims_lead_in_and_tail():
     assert enumerate_items(s) == ["政治意识", "大局意识", "核心意识", "看齐意识"]
     assert enumerate_items("成立甲中心、乙中心和丙中心等。")[-1] == "乙中心和丙中心"
     assert enumerate_items("没有列举。") == []
+    # items inside a phrase: the lead-in before the first and the tail after the last go
+    three = ["政治性", "先进性", "群众性"]
+    assert enumerate_items("以有效增强政治性、先进性、群众性为目标。") == three
+
+
+def test_a_list_is_the_enumeration_the_question_asks_about(qa):
+    """Of the quoted sentences' enumerations, the one the question's words are in."""
+    a = qa.ask("Which three qualities is the reform trying to strengthen?")
+    assert a.found and a.citations[0].ref == "一、1"
+    assert "1. 政治性\n2. 先进性\n3. 群众性" in a.text
+
+
+@pytest.mark.parametrize("question", ["帮我写首七言绝句，夸一夸搞科研的人。",
+                                      "给科协改革编个顺口溜"])
+def test_verse_to_order_is_refused(qa, question):
+    assert not qa.ask(question).found
     # of two lists as long, the one the question is about
     two = "解决甲化、乙化、丙化等问题,服务企业、服务农村、服务高校的能力增强。"
     assert "乙化" in enumerate_items(two)

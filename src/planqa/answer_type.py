@@ -86,7 +86,7 @@ TYPES: tuple[AnswerType, ...] = (
     # A poem, a speech, a song to write: the plan is quoted, never written to order.
     AnswerType("composition",
                re.compile(r"(?:写|作|编|来)(?:一|几)?(?:首|篇|段|副|个)?[\u4e00-\u9fff]{0,12}"
-                          r"(?:诗|词(?!语|汇|条)|歌(?!颂)|对联|散文|小说|演讲稿|讲话稿|发言稿|"
+                          r"(?:诗|绝句|律诗|词(?!语|汇|条)|歌(?!颂)|对联|顺口溜|快板|散文|小说|演讲稿|讲话稿|发言稿|"
                           r"作文|祝酒词|段子|笑话)|"
                           r"\b(?:write|compose)\b.{0,40}\b(?:poem|song|haiku|limerick|essay|"
                           r"speech|joke|story|rap|verse)s?\b", re.I),

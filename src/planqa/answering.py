@@ -262,10 +262,30 @@ def enumerate_items(sentence: str, about: str = "") -> list[str]:
         return []
     last = re.sub(r"(等|等等)$", "", items[-1])
     items[-1] = last or items[-1]
-    tail = [len(x) for x in items[1:]]
-    # "增强政治意识、大局意识…": trim the first item's lead-in verb to its siblings' shape.
-    if len(set(tail)) == 1 and len(items[0]) > tail[0] and items[0].endswith(items[1][-2:]):
-        items[0] = items[0][-tail[0]:]
+    # "增强政治意识、大局意识…", "以增强政治性、先进性、群众性为目标": trim the first item's
+    # lead-in and the last one's tail to the shape of the items between them.
+    inner = items[1:-1] or items[1:]
+    size = len(inner[0])
+    if len({len(x) for x in inner}) == 1:
+        if len(items[0]) > size and items[0][-1] == inner[0][-1]:
+            items[0] = items[0][-size:]
+        if len(items) > 2 and len(items[-1]) > size and items[-1][size - 1] == inner[0][-1]:
+            items[-1] = items[-1][:size]
+    return items
+
+
+def _asked_enumeration(sentences: list[str], about: str) -> list[str]:
+    """The items of the quoted sentences' enumeration that shares the most words with
+    the question (of as many, the last sentence's): "which three qualities" is answered
+    by 政治性、先进性、群众性, not by the 三中、四中、五中全会 of the sentence before."""
+    asked = set(tokenize(about))
+    best: tuple[int, int] = (-1, -1)
+    items: list[str] = []
+    for k, sentence in enumerate(sentences):
+        found = enumerate_items(sentence, about)
+        key = (len(asked & set(tokenize("、".join(found)))), k)
+        if found and key > best:
+            best, items = key, found
     return items
 
 
@@ -773,7 +793,8 @@ def compose(question: str | Query, hits: list[Hit], plan: Plan, *, traditional: 
                                 or _uncovered_everywhere(own, positions, p, plan)):
             return _near_miss(qualifier, top, positions, traditional)
         quoted = [sentences[i] for i in positions]
-        items = enumerate_items(quoted[-1], asked_n) if kind == LIST else []
+        items = _asked_enumeration(quoted, f"{asked_n} {' '.join(q.english_terms)}") \
+            if kind == LIST else []
         if len(items) >= 3:
             head = _w(f"方案{where}列举了以下{len(items)}项：", traditional)
             body = "\n".join(f"{i}. {x}" for i, x in enumerate(items, 1)) + "\n" + _w(
