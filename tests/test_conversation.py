@@ -276,3 +276,24 @@ def test_a_follow_up_about_this_area_stays_with_the_clause_just_answered(qa):
     assert a1.citations[0].ref == "四、2"
     a2 = qa.ask("地方科协在这块要做啥？", [(q1, a1.text)])
     assert a2.found and a2.citations[0].ref == "四、2" and "地方科协" in a2.text
+
+
+def test_a_follow_up_that_points_back_asks_what_the_last_asking_turn_asked(qa):
+    """"县一级呢？" after "农村那块具体怎么弄？" asks how, as that turn did, not the count the
+    first turn asked for; a follow-up with a question word of its own asks that."""
+    hist = []
+    for q in ("科协组织要往基层延伸，主要往哪几个方向伸？", "农村那块具体怎么弄？"):
+        hist.append((q, qa.ask(q, hist).text))
+    assert "乡镇科普协会" in hist[-1][1] and "共三个" not in hist[-1][1]
+    a = qa.ask("县一级呢？", hist)
+    assert a.found and a.citations[0].ref == "二、4"
+    assert "县级科协" in a.text and "共三个" not in a.text
+
+
+def test_a_follow_up_asking_by_itself_does_not_inherit_a_figure(qa):
+    hist = []
+    for q in ("学会理事会里基层一线的人至少要占多少？", "常务理事会呢？"):
+        hist.append((q, qa.ask(q, hist).text))
+    assert "三分之二" in hist[-1][1]  # pointing back: the share, as asked before
+    a = qa.ask("那秘书长怎么产生？", hist)  # not a share: how the post is filled
+    assert a.found and a.citations[0].ref == "三、3" and "理事会聘任秘书长制" in a.text

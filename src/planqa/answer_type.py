@@ -263,6 +263,18 @@ _ASKING = re.compile(r"[?？]|吗|呢|什么|啥|怎么|怎样|咋|如何|多少
                      r"why|how|is|are|does|do|did|can|will|should)\b", re.I)
 
 
+# A question word of its own: "农村那块怎么弄" asks by itself, "那常务理事会呢" only points
+# back at the question before it (呢, 吗 and the question mark ask nothing of their own).
+_OWN_ASK = re.compile(r"什么|啥|怎么|怎样|咋|如何|多少|几|哪|谁|是否|有没有|是不是|能不能|会不会|"
+                      r"要不要|可不可以|\b(?:what|which|who|whom|whose|when|where|why|how)\b",
+                      re.I)
+
+
+def asks_by_itself(question: str) -> bool:
+    """Does the question hold a question word of its own (not only 呢 / 吗 / ？)?"""
+    return bool(_OWN_ASK.search(question))
+
+
 def asking_start(question: str) -> int:
     """Where the question's asking begins: after the sentences that only set the scene
     ("我在机关人事处，领导让我先摸个底……份额。我记得现在是五成多一点，要涨到多少？" asks in

@@ -16,7 +16,13 @@ import itertools
 import re
 from dataclasses import asdict, dataclass, field, replace
 
-from planqa.answer_type import HOW_MANY_ITEMS, asking_start, expected_type, sentence_answers
+from planqa.answer_type import (
+    HOW_MANY_ITEMS,
+    asking_start,
+    asks_by_itself,
+    expected_type,
+    sentence_answers,
+)
 from planqa.corpus import Passage, Plan
 from planqa.query import LIST, ROUNDUP, STRUCTURE, Query, classify, parse_query
 from planqa.refs import PREAMBLE, int_to_cn, locate, own_words, section_ordinal, source_line
@@ -726,18 +732,25 @@ def _roundup_answer(q: Query, hits: list[Hit], plan: Plan, traditional: bool,
 
 def compose(question: str | Query, hits: list[Hit], plan: Plan, *, traditional: bool,
             asked: str | Query = "", cal: Calibration = DEFAULT_CALIBRATION,
-            topic_hits: list[Hit] | None = None) -> Answer:
+            topic_hits: list[Hit] | None = None, inherits: str = "") -> Answer:
     """The extractive answer to `question` from ranked `hits` (best first).
 
     `asked` is the user's own words when `question` was rewritten from a follow-up;
-    the kind of fact asked for is read from it first. `topic_hits`, for a round-up, are
-    the passages scored for its whole topic in the user's words (see `_roundup_answer`)."""
+    the kind of fact asked for is read from it first. A follow-up that only points back
+    ("常务理事会呢？") asks what `inherits` asked, the last question that asked by itself
+    (by default, what the rewrite asks). `topic_hits`, for a round-up, are the passages
+    scored for its whole topic in the user's words (see `_roundup_answer`)."""
     q = parse_query(question)
     cal = cal.for_query(q)  # on the scale of the language that was embedded
     own = parse_query(asked) if asked else q  # the user's own words (before a rewrite)
-    asked_q = own if own.answer_type is not None else q
+    # one with a question word of its own ("农村那块怎么弄？") asks that alone
+    by_itself = own is not q and asks_by_itself(own.simplified)
+    if own.answer_type is not None or by_itself:
+        asked_q = own
+    else:
+        asked_q = parse_query(f"{own.text} {inherits}") if inherits and own is not q else q
     asked_n = asked_q.simplified
-    kind = q.shape
+    kind = own.shape if by_itself else asked_q.shape
     ref = q.reference.resolved(plan) if q.reference else None
     if ref and plan.section(ref.section) is None:
         return refusal(hits, traditional,

@@ -269,7 +269,7 @@ class PlanQA:
         parse = self.searcher.parse  # typos read as the plan's words, as retrieval did
         answer = compose(parse(resolved.question), hits, self.plan, traditional=traditional,
                          asked=parse(question), cal=self.calibration,
-                         topic_hits=state.get("topic_hits"))
+                         topic_hits=state.get("topic_hits"), inherits=resolved.asks)
         # Only sentence picks are rewritten; a clause quoted in full or an outline built
         # from the plan's structure is already the best answer.
         if answer.mode == "quote" and self.llm is not None:

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
+from planqa.answer_type import asks_by_itself
 from planqa.corpus import Plan
 from planqa.refs import cited_passages, cn_to_int, parse_reference
 from planqa.text import (
@@ -101,6 +102,9 @@ class Resolved:
     #: sentences the previous answer quoted, when the follow-up asks for something else
     #: ("除了这个，还有啥措施？"); Simplified
     seen: tuple[str, ...] = ()
+    #: for a follow-up that only points back ("县一级呢？"), the last question that asked
+    #: something by itself ("农村那块怎么弄？", not the count asked before it): what it asks
+    asks: str = ""
 
 
 def _without_asking(text: str) -> str:
@@ -270,5 +274,6 @@ def _resolve_one(question: str, previous: Resolved, previous_answer: str,
     # "还有别的吗" twice running: neither earlier answer's sentences again
     seen = (previous.seen + tuple(_QUOTED.findall(to_simplified(previous_answer)))
             if _MORE.search(q) else ())
+    asks = question if asks_by_itself(to_simplified(q)) else (previous.asks or previous.original)
     return Resolved(f"{focus} {previous.question}".strip(), question, True, prior,
-                    tentative=kind == "tentative", focus=explicit_focus, seen=seen)
+                    tentative=kind == "tentative", focus=explicit_focus, seen=seen, asks=asks)
