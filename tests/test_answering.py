@@ -199,6 +199,8 @@ def test_now_under_the_plan_is_answered_with_the_body(qa):
     ("学术交流在方案里哪几处有要求？", "学术交流"),
     ("跟挂职有关的规定散落在哪些条款，汇总一下", "挂职"),
     ("院士这件事，方案哪几条都提到了？", "院士"),
+    ("期刊在这个方案里被提到过几回？每处说的啥，帮我列全", "期刊"),
+    ("跟国外打交道的内容，方案里散在哪几处？给我捋一捋", "跟国外打交道"),
     ("Where all does the plan mention academic journals?", "academic journals"),
     ("Which parts of the plan deal with science outreach? List them all.", "science outreach"),
 ])
@@ -466,6 +468,16 @@ def test_a_roundup_topic_is_the_plans_words_in_it(qa):
     assert len(holders) >= 2
     a = qa.ask("对期刊的硬性要求有几处？都列出来")
     assert a.mode == "roundup" and [c.ref for c in a.citations] == holders
+
+
+def test_a_roundup_in_everyday_words_lists_the_places_of_the_plans_term(qa):
+    """"大学" is 高等学校 in the plan: the places holding 高等学校 are listed, not only
+    those that also happen to say 大学."""
+    assert qa.searcher.plan_terms("大学") == ["高等", "学校", "高等学校"]
+    a = qa.ask("大学在这个方案里被提到过几回？每处说的啥，帮我列全")
+    refs = [c.ref for c in a.citations]
+    assert a.mode == "roundup" and len(refs) >= 4
+    assert all("高等学校" in qa.plan.get(c.passage_id).text_simplified for c in a.citations)
 
 
 def test_a_roundup_counts_places_never_the_items_of_one_sentence(qa):

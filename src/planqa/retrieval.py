@@ -362,8 +362,11 @@ class PlanSearcher:
     def plan_terms(self, text: str) -> list[str]:
         """The jieba tokens of Simplified `text` that the plan's sentences use: a topic's
         own words ("硬性", "汇总一下" are not the plan's and cannot pick its passages)."""
-        return [t for t in tokenize(f"{text} {' '.join(colloquial_terms(text))}")
-                if t in self._idf]
+        # an everyday word gives way to the plan's terms for it, as in `query_terms`: a
+        # passage on 高等学校 speaks of "大学" though it never says 大学
+        extra = colloquial_terms(text)
+        own = without_colloquial(text) if extra else text
+        return [t for t in tokenize(f"{own} {' '.join(extra)}") if t in self._idf]
 
     def query_terms(self, question: str | Query) -> list[str]:
         """The lexical terms of a question: jieba tokens of its Simplified form; for
