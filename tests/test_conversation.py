@@ -297,3 +297,15 @@ def test_a_follow_up_asking_by_itself_does_not_inherit_a_figure(qa):
     assert "三分之二" in hist[-1][1]  # pointing back: the share, as asked before
     a = qa.ask("那秘书长怎么产生？", hist)  # not a share: how the post is filled
     assert a.found and a.citations[0].ref == "三、3" and "理事会聘任秘书长制" in a.text
+
+
+def test_the_nth_item_stays_the_focus_lists(qa):
+    """"第四条呢？" after "第二条是什么意思？" is the clause's fourth item, though the last
+    answer listed nothing; an item's answer does not open with the first item's heading."""
+    hist = []
+    for q in ("基本原则一共几条？", "第二条是什么意思？"):
+        hist.append((q, qa.ask(q, hist).text))
+    assert "密切联系群众" in hist[-1][1] and "加强政治引领" not in hist[-1][1]
+    a = qa.ask("第四条呢？", hist)
+    assert a.found and a.citations[0].ref == "一、2"
+    assert "强化学会主体地位" in a.text and "治理结构和治理方式现代化" in a.text

@@ -237,7 +237,9 @@ def pick_sentences(hit: Hit, asked: str, max_sentences: int = 3) -> list[int]:
     chosen = [best]
     # A clause's first sentence is only its heading, and for "what is X" questions its
     # first body sentence says what the clause is about.
-    if clause and len(sentences) > 1 and (best == 0 or _OVERVIEW.search(asked)):
+    # (Not when the best is inside an item and sentence 1 only heads the first item.)
+    if clause and len(sentences) > 1 and (best == 0 or _OVERVIEW.search(asked)) and not (
+            best > 1 and sentences[1].startswith("——")):
         chosen.append(1)
     # A "——X。" item heading opens its item: the next sentence carries the substance.
     if sentences[best].startswith("——") and best + 1 < len(sentences):

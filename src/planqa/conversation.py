@@ -195,6 +195,12 @@ def _within(focus: str, text: str, plan: Plan) -> bool:
     return bool(words) and all(t in text for t in words)
 
 
+def _nth_item(plan: Plan, passage_id: str, n: int) -> str:
+    """The heading of the passage's n-th —— item (1-based), or "" when it has none."""
+    items = plan.get(passage_id).items
+    return items[n - 1].heading_simplified if 1 <= n <= len(items) else ""
+
+
 def resolve(question: str, history: list[tuple[str, str]] | None, plan: Plan) -> Resolved:
     """Make `question` self-contained using `history` (oldest turn first)."""
     if not history:
@@ -235,14 +241,9 @@ def _resolve_one(question: str, previous: Resolved, previous_answer: str,
     q = clean_input(question)
 
     m = _ORDINAL_ITEM.search(q)
-    if m and cited:
-        n = cn_to_int(m.group(1)) or 0
-        top = plan.get(cited[0])
-        if top.items and 1 <= n <= len(top.items):
-            # "第二个原则是什么意思" -> that item's heading, within the cited clause.
-            item = top.items[n - 1]
-            return Resolved(f"{item.heading_simplified}{question}", question, True,
-                            {top.id: PRIOR_CLAUSE})
+    if m and cited and (item := _nth_item(plan, cited[0], cn_to_int(m.group(1)) or 0)):
+        # "第二个原则是什么意思" -> that item's heading, within the cited clause.
+        return Resolved(f"{item}{question}", question, True, {cited[0]: PRIOR_CLAUSE})
     m = _ORDINAL_ANY.search(q)
     # Line by line: normalize_query would fold the newlines away.
     listed = dict(_LISTED.findall(to_simplified(previous_answer)))
@@ -253,6 +254,10 @@ def _resolve_one(question: str, previous: Resolved, previous_answer: str,
             {cited[0]: PRIOR_CLAUSE} if cited else {})
         return Resolved(f"{line} {question}", question, True,
                         {k: v for k, v in prior.items() if plan.has(k)})
+    if m and cited and (item := _nth_item(plan, cited[0], cn_to_int(m.group(1)) or 0)):
+        # "第四条呢" after an answer on one of the clause's items ("第二条是什么意思"):
+        # the list in focus is still that clause's
+        return Resolved(f"{item} {question}", question, True, {cited[0]: PRIOR_CLAUSE})
 
     focus = q
     for lead in _LEADS:
