@@ -833,3 +833,16 @@ def test_a_near_tied_second_clause_is_shown_beside_the_answer_not_instead():
     figure = compose("事业编制要精简到多少名", hits(0.95), plan, traditional=False)
     assert figure.found and "1120" in figure.text
     assert figure.related == [] and "另见" not in figure.text
+
+
+def test_whoever_sent_the_speaker_is_no_qualifier(qa):
+    """"领导让我查一下…": the boss asks through the speaker; 领导 names no one the date is
+    for, so the dateline is the answer, not a near miss for 领导."""
+    a = qa.ask("领导让我查一下这份改革文件是哪个部门发下来的，新闻是几号出的")
+    assert a.found and a.citations[0].ref == "前言" and "3月27日" in a.text
+
+
+@pytest.mark.parametrize("question", ["消息是哪天发的？", "哪天发的消息"])
+def test_the_news_of_the_plan_is_the_dateline(qa, question):
+    a = qa.ask(question)
+    assert a.found and a.citations[0].ref == "前言" and "3月27日" in a.text

@@ -360,6 +360,7 @@ def unnamed_group(asked: Query, plan: Plan) -> str | None:
 #: A level below the national one ("省科协", "省里科协", "地方科协"): the plan's figures are
 #: the national bodies', so a figure asked for a level its sentence does not name is not
 #: given — wherever the level stands in the question ("我们省科协全委会里头，…要提到多少").
+_SENT_BY = re.compile(r"(?:让|叫|要|请|托|派)(?:我|咱|俺)(?:们)?")
 _LEVELS = r"省|市|县|地市|乡镇|地方"
 _LEVEL = re.compile(rf"(?:(?:{_LEVELS})(?:里|级|一级)?)+的?科协")
 _NATIONAL = re.compile(r"中国科协|全国")
@@ -391,6 +392,8 @@ def uncovered_qualifier(asked: Query, sentences: list[str], passage: Passage,
     # "几年内不能申报项目"); a noun in another clause is the speaker's setting ("他编制还
     # 留在所里吗？得待多久"), not a qualifier.
     breaks = [m.start() for m in _CLAUSE_BREAK.finditer(asked.simplified)]
+    # whoever sent the speaker to ask ("领导让我查一下…") is no one the figure is for
+    sender = max((m.end() for m in _SENT_BY.finditer(asked.simplified)), default=0)
     pos = 0
     tags = pos_tags(asked.simplified)
     for k, (word, flag) in enumerate(tags):
@@ -398,7 +401,7 @@ def uncovered_qualifier(asked: Query, sentences: list[str], passage: Passage,
         # nouns, and attributives such as 省级 (jieba's "b"); not the object of a verb
         # before 的 ("一线搞科研的": the people who do research)
         if (not (flag.startswith(("n", "b")) or (flag == "t" and word in plan.text_simplified))
-                or len(word) < 2 or word in STOPWORDS
+                or len(word) < 2 or word in STOPWORDS or pos <= sender
                 or (0 < k < len(tags) - 1 and tags[k - 1][1].startswith("v")
                     and tags[k + 1][0] == "的")
                 or word in _FRAME_NOUNS or word in quoted
