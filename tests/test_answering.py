@@ -691,6 +691,14 @@ def test_answer_types_read_in_context(question, kind):
     ("常委会委员里女性要占多少比例？", "ratio"),
     ("我们学会人少。编制一共有多少名？", "count"),
     ("他们说要压缩编制", None),  # nothing asks: the whole is read
+    # "有几位…想留" tells (a sentence asks with 几 only when it ends in ？)
+    ("有几位老领导想留，吵了好几轮也没定下来。理事里头一线的起码得占多少？", "ratio"),
+    ("我们学会接了政府的活儿，会不会哪天被上面查风险", None),  # some day, no date
+    # one clause asks what, the other how many: the figure is not all that is asked
+    ("想去机关挂职，留给外面人的是哪一级岗位，大概能有多少个位置", None),
+    ("杰出工程师奖每年评几个人，奖金多少？", "money"),
+    ("中国科协现在的主席是谁？叫什么名字？", "person"),  # 叫什么名字: of the same person
+    ("地方科协的编制是不是也要砍，砍到多少人？", "count"),  # whether, then how many
 ])
 def test_answer_types_are_read_from_the_asking_sentences(question, kind):
     t = expected_type(question)

@@ -192,7 +192,8 @@ TYPES: tuple[AnswerType, ...] = (
                # a named one: 清华大学, not 大学生 or 大学科 (a broad discipline)
                re.compile(r"[\u4e00-\u9fff]{2,6}(?:大学|学院)(?![生科])")),
     AnswerType("date",
-               re.compile(r"哪天|哪一天|几月几[号日]|几月份?|哪(?:一|个)?月|什么日子|哪一?年|"
+               # ("会不会哪天被查", "万一哪天": some day, no date asked)
+               re.compile(r"(?<!会不会)(?<!万一)(?<!说不定)(?<!指不定)(?:哪天|哪一天)|几月几[号日]|几月份?|哪(?:一|个)?月|什么日子|哪一?年|"
                           r"何时|什么时候|啥时候|\b(?:which|what) month\b|"
                           r"截止|期限|最晚|多久|多长时间|几年(?:之)?内|几个月(?:之)?内|"
                           # "when" heads a date question; not "…named when they talk about",
@@ -256,9 +257,11 @@ _WHY = re.compile(r"为什么|为何|为啥|干嘛要|什么意义|啥意义|意
 
 
 # A sentence of the question: up to its end mark (or the end of the question).
+_CLAUSE = re.compile(r"[^,，。;；:：?？!！]+")
 _SENTENCE = re.compile(r"[^。！!？?；;\n]*(?:[。！!？?；;\n]+|$)")
 # What makes a sentence ask rather than tell.
-_ASKING = re.compile(r"[?？]|吗|呢|什么|啥|怎么|怎样|咋|如何|多少|几|哪|谁|是否|有没有|是不是|"
+# (几 alone does not: "有几位老领导想留" tells; a sentence that asks with it ends in ？)
+_ASKING = re.compile(r"[?？]|吗|呢|什么|啥|怎么|怎样|咋|如何|多少|哪|谁|是否|有没有|是不是|"
                      r"能不能|会不会|要不要|可不可以|\b(?:what|which|who|whom|whose|when|where|"
                      r"why|how|is|are|does|do|did|can|will|should)\b", re.I)
 
@@ -294,19 +297,35 @@ def asking_part(question: str) -> str:
     return question[asking_start(question):]
 
 
-def expected_type(question: str) -> AnswerType | None:
-    """The answer type a (Simplified, normalized) question asks for, if any (none for
-    a question about why). Read from its asking sentences only (`asking_part`)."""
-    question = asking_part(question)
-    if _WHY.search(question):
-        return None
+# A clause asking what or how (not how many, not whether): "哪一级岗位", "怎么安排".
+# ("叫什么名字" asks for the name of whatever the other clause asks about)
+_ASKS_WHAT = re.compile(r"(?<!叫)(?:什么|啥)(?!名)|怎么|怎样|咋|如何|哪些|"
+                        r"哪一?(?:级|类|种|方面|块|部分)|"
+                        r"\b(?:what|which|how)\b(?! (?:many|much|often|long|old)\b)", re.I)
+
+
+def _type_of(question: str) -> AnswerType | None:
     for t in TYPES:
         if t.asks.search(question) and not (t.unless and t.unless.search(question)):
             return t
     return None
 
 
-_CLAUSE = re.compile(r"[^,，。;；:：?？!！]+")
+def expected_type(question: str) -> AnswerType | None:
+    """The answer type a (Simplified, normalized) question asks for, if any (none for
+    a question about why). Read from its asking sentences only (`asking_part`); none
+    either when one of its asking clauses asks for no kind of fact ("留给外面人的是哪一级
+    岗位，大概能有多少个位置": what the plan says of the posts answers half of it, and a
+    figure it does not give is no reason to refuse the whole)."""
+    question = asking_part(question)
+    if _WHY.search(question):
+        return None
+    asked = _type_of(question)
+    if asked is None:
+        return None
+    if any(_type_of(c) is None for c in _CLAUSE.findall(question) if _ASKS_WHAT.search(c)):
+        return None
+    return asked
 
 
 def asks_for_anchor(question: str, asked: AnswerType | None = None) -> bool:
