@@ -699,6 +699,7 @@ def test_answer_types_read_in_context(question, kind):
     ("杰出工程师奖每年评几个人，奖金多少？", "money"),
     ("中国科协现在的主席是谁？叫什么名字？", "person"),  # 叫什么名字: of the same person
     ("地方科协的编制是不是也要砍，砍到多少人？", "count"),  # whether, then how many
+    ("智库研究基地打算在几个省建？", "count"),  # how many places
 ])
 def test_answer_types_are_read_from_the_asking_sentences(question, kind):
     t = expected_type(question)
