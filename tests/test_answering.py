@@ -855,3 +855,15 @@ def test_whoever_sent_the_speaker_is_no_qualifier(qa):
 def test_the_news_of_the_plan_is_the_dateline(qa, question):
     a = qa.ask(question)
     assert a.found and a.citations[0].ref == "前言" and "3月27日" in a.text
+
+
+@pytest.mark.parametrize(("question", "found"), [
+    ("全委会委员里45岁以下的要占多少？", False),  # 45岁以下 is the delegates' share
+    ("35岁以下的代表要占多少？", False),  # the plan gives 45岁以下 only
+    ("代表里45岁以下的青年要占多少？", True),
+])
+def test_an_age_bound_is_whom_a_share_is_for(qa, question, found):
+    a = qa.ask(question)
+    assert a.found is found
+    if found:
+        assert "不少于三分之一" in a.text

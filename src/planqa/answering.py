@@ -360,6 +360,7 @@ def unnamed_group(asked: Query, plan: Plan) -> str | None:
 #: A level below the national one ("省科协", "省里科协", "地方科协"): the plan's figures are
 #: the national bodies', so a figure asked for a level its sentence does not name is not
 #: given — wherever the level stands in the question ("我们省科协全委会里头，…要提到多少").
+_AGE_BOUND = re.compile(r"\d+\s*岁以[下上]")
 _SENT_BY = re.compile(r"(?:让|叫|要|请|托|派)(?:我|咱|俺)(?:们)?")
 _LEVELS = r"省|市|县|地市|乡镇|地方"
 _LEVEL = re.compile(rf"(?:(?:{_LEVELS})(?:里|级|一级)?)+的?科协")
@@ -380,6 +381,10 @@ def uncovered_qualifier(asked: Query, sentences: list[str], passage: Passage,
     if (level and not any(w in quoted for w in re.findall(_LEVELS, level.group(0)))
             and not _NATIONAL.search(asked.simplified)):
         return level.group(0)
+    # an age bound is whom a figure is for too ("45岁以下的要占多少" against 全委会's share)
+    age = _AGE_BOUND.search(asked.simplified)
+    if age and age.group() not in quoted:
+        return age.group()
     if asked.english:
         return next((zh for w in _ENGLISH_WORD.findall(asked.simplified.lower())
                      if (zh := _ENGLISH_QUALIFIERS.get(w)) and zh not in plan.text_simplified),
