@@ -309,3 +309,19 @@ def test_the_nth_item_stays_the_focus_lists(qa):
     a = qa.ask("第四条呢？", hist)
     assert a.found and a.citations[0].ref == "一、2"
     assert "强化学会主体地位" in a.text and "治理结构和治理方式现代化" in a.text
+
+
+@pytest.mark.parametrize(("first", "then", "ref", "fact"), [
+    ("听说书记处书记要从科研单位选一个过来？", "他的级别怎么算？", "二、1", "职级不与"),
+    ("吸引海外人才方面方案有什么安排？", "这事谁来推？", "四、2", "海外"),
+])
+def test_a_short_question_about_him_or_this_matter_is_a_follow_up(qa, first, then, ref, fact):
+    hist = [(first, qa.ask(first).text)]
+    a = qa.ask(then, hist)
+    assert a.found and a.citations[0].ref == ref and fact in a.text
+
+
+def test_a_long_question_naming_its_own_matter_stands_alone(plan):
+    assert follow_up_kind("这事谁来推？", plan) == "explicit"
+    q = "我们学会接了政府转过来的评审活儿，这事方案里有没有说怎么监管？"
+    assert follow_up_kind(q, plan) == ""

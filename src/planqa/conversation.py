@@ -24,6 +24,9 @@ from planqa.text import (
     tokenize,
 )
 
+# "他的级别怎么算？", "这事谁来推？": someone or something just spoken of — in a short
+# question only (a long one names them itself: "学会接政府的活，这事方案怎么说").
+_SHORT_ANAPHORA = re.compile(r"他|她|这事|这件事|此事|这活")
 _LEADS = ("那么", "那", "还有", "另外", "再问", "又", "and ", "what about ", "how about ")
 # "这一条" points at the earlier clause; "它" at the earlier topic; "这个方案" and "this
 # document" at the plan itself, never at an earlier turn.
@@ -148,7 +151,7 @@ def follow_up_kind(question: str, plan: Plan) -> str:
     if (_CLAUSE_ANAPHORA.search(q) or _ENTITY_ANAPHORA.search(q) or _ORDINAL_ITEM.search(q)
             or _ASPECT_BACK.search(q) or is_bare_request(q)):
         return "explicit"
-    if _ORDINAL_ANY.search(q) and _content_len(core) <= 12:
+    if (_ORDINAL_ANY.search(q) or _SHORT_ANAPHORA.search(q)) and _content_len(core) <= 12:
         return "explicit"
     if (core.endswith("呢") or _MORE.search(q)) and _content_len(core) <= 16:
         return "explicit"
@@ -269,7 +272,8 @@ def _resolve_one(question: str, previous: Resolved, previous_answer: str,
     bare = is_bare_request(q)
     explicit_focus = "" if (bare or _ENTITY_ANAPHORA.search(focus)
                             or _CLAUSE_ANAPHORA.search(focus)) \
-        else _ASPECT.sub("", _without_asking(re.sub(_ASKS_ABOUT, "", focus)))
+        else _ASPECT.sub("", _without_asking(re.sub(_ASKS_ABOUT, "", _SHORT_ANAPHORA.sub(
+            "", focus))))
     # "这一条…" stays in the clause; so does a follow-up whose every plan word stands in
     # it ("人事关系怎么算？" after 挂职: 二、3 keeps 人事关系 too, 二、1 only shares it).
     inside = bool(cited) and _within(explicit_focus, plan.get(cited[0]).text_simplified, plan)
