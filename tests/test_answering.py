@@ -867,3 +867,14 @@ def test_an_age_bound_is_whom_a_share_is_for(qa, question, found):
     assert a.found is found
     if found:
         assert "不少于三分之一" in a.text
+
+
+def test_everyday_names_for_scientists_are_the_plans_own(qa):
+    """科研人员 is what the plan calls 科技工作者: no near miss for it."""
+    a = qa.ask("学会理事会里一线科研人员至少要占多大比例？")
+    assert a.found and a.citations[0].ref == "三、3" and "四分之三以上" in a.text
+
+
+def test_setting_up_party_organisations_is_where_they_are_set_up(qa):
+    a = qa.ask("How should party organisations be set up inside the societies?")
+    assert a.found and a.citations[0].ref == "五、1"

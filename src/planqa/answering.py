@@ -321,6 +321,10 @@ def _same_clause(a: tuple[int, int], b: tuple[int, int], breaks: list[int]) -> b
 _WHO_ENDINGS = frozenset("人员者性士长任家师生工民委会部局厅院所校级协组队省市县区村企司厂")
 
 
+#: Everyday names for the people the plan calls 科技工作者.
+_SCIENTISTS = frozenset("科研人员 科技人员 研究人员 科研工作者 科学家 科技人才 科研骨干".split())
+
+
 def _names_another(word: str, passage: Passage, plan: Plan, quoted: str) -> bool:
     """Does the question's noun name a body or kind other than the quote's? A plan
     word does when the passage lacks it, or has it only in another of its sentences
@@ -329,6 +333,8 @@ def _names_another(word: str, passage: Passage, plan: Plan, quoted: str) -> bool
     it is a plan word the passage lacks (行政编制 beside 二、2's 事业编制: the plan says
     行政化), or when it names people or a body and shares no character with the quote at
     all (女性 against 基层一线's share)."""
+    if word in _SCIENTISTS and "科技工作者" in quoted:
+        return False  # the plan's own word for them
     if word in plan.text_simplified:
         return word not in passage.text_simplified or (
             word not in quoted and word not in passage.heading_simplified)
