@@ -201,6 +201,7 @@ def test_now_under_the_plan_is_answered_with_the_body(qa):
     ("院士这件事，方案哪几条都提到了？", "院士"),
     ("期刊在这个方案里被提到过几回？每处说的啥，帮我列全", "期刊"),
     ("跟国外打交道的内容，方案里散在哪几处？给我捋一捋", "跟国外打交道"),
+    ("科普相关的内容分散在哪几条？帮我捋一捋", "科普"),
     ("Where all does the plan mention academic journals?", "academic journals"),
     ("Which parts of the plan deal with science outreach? List them all.", "science outreach"),
 ])

@@ -69,7 +69,7 @@ ROUNDUP_WORDS = re.compile(
     r"这类|这摊(?:事|子事)?|之类的?|沾边的?|"
     # "被提到过几回", "每处说的啥", "散在哪几处", "捋一捋"
     r"被?提到过|过?几(?:回|次)|每(?:处|条|个地方)(?:都)?(?:说|讲)(?:的|了)?(?:啥|什么)|"
-    r"散(?:在|落在?)|捋一?捋|"
+    r"分?散(?:在|落在?)|捋一?捋|"
     r"\bwhere (?:all |else )?(?:in (?:the|this) (?:plan|document) )?(?:does|do|is|are) "
     r"(?:the |this )?(?:plan|document) (?:mention|talk about|say about|deal with|cover|"
     r"discuss|speak (?:of|about))\b|"
