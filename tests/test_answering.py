@@ -701,6 +701,7 @@ def test_answer_types_read_in_context(question, kind):
     ("中国科协现在的主席是谁？叫什么名字？", "person"),  # 叫什么名字: of the same person
     ("地方科协的编制是不是也要砍，砍到多少人？", "count"),  # whether, then how many
     ("智库研究基地打算在几个省建？", "count"),  # how many places
+    ("我们学会想新办一本刊，刊号怎么申请？", "errand"),  # a procedure the plan never gives
 ])
 def test_answer_types_are_read_from_the_asking_sentences(question, kind):
     t = expected_type(question)

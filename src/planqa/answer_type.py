@@ -123,7 +123,7 @@ TYPES: tuple[AnswerType, ...] = (
     # an address, a counter, which a policy plan never gives ("app在哪下载", "会议室怎么预约").
     AnswerType("errand",
                re.compile(r"在哪(?:里|儿)?(?:下载|预约|报名|办理?|领取?|购买|买|查询?|登记|"
-                          r"申请|缴费?|交费)|(?:怎么|如何|咋|去哪)(?:预约|下载|请假|报销|缴费|"
+                          r"申请|缴费?|交费)|(?:怎么|如何|咋|去哪)(?:预约|下载|请假|报销|申请|缴费|"
                           r"交费|买票|报名)|网址|网站地址|官网|报名(?:方式|流程|材料|表)|"
                           r"(?:交|提交|准备|需要|带)(?:什么|哪些|啥)(?:材料|证明|手续)|"
                           # a procedure: whom to get approval from, which steps to take
