@@ -6,6 +6,14 @@ from planqa.conversation import PRIOR_CLAUSE, follow_up_kind, is_bare_request, r
 from planqa.refs import cited_passages
 
 
+def _talk(qa, *questions: str) -> list[tuple[str, str]]:
+    """The history after asking `questions` in turn, each with the history before it."""
+    history: list[tuple[str, str]] = []
+    for q in questions:
+        history.append((q, qa.ask(q, history).text))
+    return history
+
+
 def _after(qa, question: str, ref: str) -> list[tuple[str, str]]:
     """The history after `question`, whose answer must cite `ref` first."""
     answer = qa.ask(question)
@@ -214,9 +222,7 @@ def test_question_words_leave_a_follow_ups_focus_word_by_word(plan):
 def test_the_clause_a_new_topic_names_is_judged_on_the_new_words(qa):
     # two turns on 基本原则 make the rewrite "目标 第二条 基本原则的第一条讲什么", which
     # 一、3 matches poorly as a whole; it is answered for 目标, the word that moved it first
-    history: list[tuple[str, str]] = []
-    for q in ["基本原则的第一条讲什么", "第二条呢"]:
-        history.append((q, qa.ask(q, history).text))
+    history = _talk(qa, "基本原则的第一条讲什么", "第二条呢")
     a = qa.ask("那目标呢", history)
     assert a.found and a.citations[0].ref == "一、3"
 
@@ -281,9 +287,7 @@ def test_a_follow_up_about_this_area_stays_with_the_clause_just_answered(qa):
 def test_a_follow_up_that_points_back_asks_what_the_last_asking_turn_asked(qa):
     """"县一级呢？" after "农村那块具体怎么弄？" asks how, as that turn did, not the count the
     first turn asked for; a follow-up with a question word of its own asks that."""
-    hist = []
-    for q in ("科协组织要往基层延伸，主要往哪几个方向伸？", "农村那块具体怎么弄？"):
-        hist.append((q, qa.ask(q, hist).text))
+    hist = _talk(qa, "科协组织要往基层延伸，主要往哪几个方向伸？", "农村那块具体怎么弄？")
     assert "乡镇科普协会" in hist[-1][1] and "共三个" not in hist[-1][1]
     a = qa.ask("县一级呢？", hist)
     assert a.found and a.citations[0].ref == "二、4"
@@ -291,9 +295,7 @@ def test_a_follow_up_that_points_back_asks_what_the_last_asking_turn_asked(qa):
 
 
 def test_a_follow_up_asking_by_itself_does_not_inherit_a_figure(qa):
-    hist = []
-    for q in ("学会理事会里基层一线的人至少要占多少？", "常务理事会呢？"):
-        hist.append((q, qa.ask(q, hist).text))
+    hist = _talk(qa, "学会理事会里基层一线的人至少要占多少？", "常务理事会呢？")
     assert "三分之二" in hist[-1][1]  # pointing back: the share, as asked before
     a = qa.ask("那秘书长怎么产生？", hist)  # not a share: how the post is filled
     assert a.found and a.citations[0].ref == "三、3" and "理事会聘任秘书长制" in a.text
@@ -302,9 +304,7 @@ def test_a_follow_up_asking_by_itself_does_not_inherit_a_figure(qa):
 def test_the_nth_item_stays_the_focus_lists(qa):
     """"第四条呢？" after "第二条是什么意思？" is the clause's fourth item, though the last
     answer listed nothing; an item's answer does not open with the first item's heading."""
-    hist = []
-    for q in ("基本原则一共几条？", "第二条是什么意思？"):
-        hist.append((q, qa.ask(q, hist).text))
+    hist = _talk(qa, "基本原则一共几条？", "第二条是什么意思？")
     assert "密切联系群众" in hist[-1][1] and "加强政治引领" not in hist[-1][1]
     a = qa.ask("第四条呢？", hist)
     assert a.found and a.citations[0].ref == "一、2"
@@ -316,8 +316,7 @@ def test_the_nth_item_stays_the_focus_lists(qa):
     ("吸引海外人才方面方案有什么安排？", "这事谁来推？", "四、2", "海外"),
 ])
 def test_a_short_question_about_him_or_this_matter_is_a_follow_up(qa, first, then, ref, fact):
-    hist = [(first, qa.ask(first).text)]
-    a = qa.ask(then, hist)
+    a = qa.ask(then, _talk(qa, first))
     assert a.found and a.citations[0].ref == ref and fact in a.text
 
 
