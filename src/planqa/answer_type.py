@@ -258,8 +258,9 @@ _WHY = re.compile(r"为什么|为何|为啥|干嘛要|什么意义|啥意义|意
                   r"\bwhy\b|\bwhat (?:is|was) the (?:point|purpose)\b", re.I)
 
 
-# A sentence of the question: up to its end mark (or the end of the question).
+# A clause of the question: up to a comma, a colon or an end mark.
 _CLAUSE = re.compile(r"[^,，。;；:：?？!！]+")
+# A sentence of the question: up to its end mark (or the end of the question).
 _SENTENCE = re.compile(r"[^。！!？?；;\n]*(?:[。！!？?；;\n]+|$)")
 # What makes a sentence ask rather than tell.
 # (几 alone does not: "有几位老领导想留" tells; a sentence that asks with it ends in ？)

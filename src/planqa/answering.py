@@ -363,11 +363,12 @@ def unnamed_group(asked: Query, plan: Plan) -> str | None:
                  if m.group() not in plan.text_simplified), None)
 
 
+_AGE_BOUND = re.compile(r"\d+\s*岁以[下上]")
+# "领导让我查一下…": whoever sent the speaker to ask
+_SENT_BY = re.compile(r"(?:让|叫|要|请|托|派)(?:我|咱|俺)(?:们)?")
 #: A level below the national one ("省科协", "省里科协", "地方科协"): the plan's figures are
 #: the national bodies', so a figure asked for a level its sentence does not name is not
 #: given — wherever the level stands in the question ("我们省科协全委会里头，…要提到多少").
-_AGE_BOUND = re.compile(r"\d+\s*岁以[下上]")
-_SENT_BY = re.compile(r"(?:让|叫|要|请|托|派)(?:我|咱|俺)(?:们)?")
 _LEVELS = r"省|市|县|地市|乡镇|地方"
 _LEVEL = re.compile(rf"(?:(?:{_LEVELS})(?:里|级|一级)?)+的?科协")
 _NATIONAL = re.compile(r"中国科协|全国")

@@ -270,10 +270,10 @@ def _resolve_one(question: str, previous: Resolved, previous_answer: str,
     focus = focus.rstrip("？?。.!！ ").removesuffix("呢").removesuffix("又如何").strip()
     # "这一条具体怎么落实" stays inside the earlier clause; "它…" or "那X呢" only leans on it.
     bare = is_bare_request(q)
+    named = _SHORT_ANAPHORA.sub("", focus)  # "他的级别": 级别 is what is new
     explicit_focus = "" if (bare or _ENTITY_ANAPHORA.search(focus)
                             or _CLAUSE_ANAPHORA.search(focus)) \
-        else _ASPECT.sub("", _without_asking(re.sub(_ASKS_ABOUT, "", _SHORT_ANAPHORA.sub(
-            "", focus))))
+        else _ASPECT.sub("", _without_asking(re.sub(_ASKS_ABOUT, "", named)))
     # "这一条…" stays in the clause; so does a follow-up whose every plan word stands in
     # it ("人事关系怎么算？" after 挂职: 二、3 keeps 人事关系 too, 二、1 only shares it).
     inside = bool(cited) and _within(explicit_focus, plan.get(cited[0]).text_simplified, plan)
