@@ -89,7 +89,7 @@ def test_heldout_meets_its_gates(heldout_report):
 
 
 #: The sets written apart from the project from the plan alone (blind2 has since been
-#: read and tuned on; blind3 … blind14 are blind, only their aggregates read), with their gates.
+#: read and tuned on; blind3 … blind15 are blind, only their aggregates read), with their gates.
 BLIND_SETS = {p.stem: (p, g) for p, g in SET_GATES.items() if p.stem.startswith("blind")}
 
 
