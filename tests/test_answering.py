@@ -863,6 +863,9 @@ def test_the_news_of_the_plan_is_the_dateline(qa, question):
     ("全委会委员里45岁以下的要占多少？", False),  # 45岁以下 is the delegates' share
     ("35岁以下的代表要占多少？", False),  # the plan gives 45岁以下 only
     ("代表里45岁以下的青年要占多少？", True),
+    ("代表里三十五岁以下的要占多少？", False),  # a bound in words is read as a number
+    # how many of the delegates: the plan's share is the answer
+    ("代表里头四十五岁以下的年轻人得有多少人？", True),
 ])
 def test_an_age_bound_is_whom_a_share_is_for(qa, question, found):
     a = qa.ask(question)

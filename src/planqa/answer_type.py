@@ -51,10 +51,17 @@ _ASKED_UNIT = re.compile(r"(?:多少|几)\s*([名人个家所项位条次届岁�
 _EXACT_UNITS = "次届岁天年"
 
 
+# "代表里头四十五岁以下的得有多少人": how many of a body's members, which a share answers
+_HOW_MANY_OF = re.compile(r"(?:里|中|里头|里面|当中)[^,，。?？]{0,14}(?:多少|几)\s*(?:人|名|个人)")
+_SHARE = re.compile(r"分之|%|％|成以上|半数")
+
+
 def _unit_agrees(question: str, sentence: str) -> bool:
     """Does the sentence count in the unit the question asks for (any, if it names none)?"""
     m = _ASKED_UNIT.search(question)
     if not m:
+        return True
+    if _HOW_MANY_OF.search(question) and _SHARE.search(sentence):
         return True
     units = m.group(1) if m.group(1) in _EXACT_UNITS else "名人个家所项位条"
     return re.search(rf"{_NUM}\s*[{units}]", sentence) is not None

@@ -25,7 +25,15 @@ from planqa.answer_type import (
 )
 from planqa.corpus import Passage, Plan
 from planqa.query import LIST, ROUNDUP, STRUCTURE, Query, classify, parse_query
-from planqa.refs import PREAMBLE, int_to_cn, locate, own_words, section_ordinal, source_line
+from planqa.refs import (
+    PREAMBLE,
+    cn_to_int,
+    int_to_cn,
+    locate,
+    own_words,
+    section_ordinal,
+    source_line,
+)
 from planqa.retrieval import Hit
 from planqa.text import STOPWORDS, english_terms, pos_tags, tokenize
 
@@ -363,7 +371,7 @@ def unnamed_group(asked: Query, plan: Plan) -> str | None:
                  if m.group() not in plan.text_simplified), None)
 
 
-_AGE_BOUND = re.compile(r"\d+\s*岁以[下上]")
+_AGE_BOUND = re.compile(r"(\d+|[一二三四五六七八九十]+)\s*岁以([下上])")
 # "领导让我查一下…": whoever sent the speaker to ask
 _SENT_BY = re.compile(r"(?:让|叫|要|请|托|派)(?:我|咱|俺)(?:们)?")
 #: A level below the national one ("省科协", "省里科协", "地方科协"): the plan's figures are
@@ -390,7 +398,7 @@ def uncovered_qualifier(asked: Query, sentences: list[str], passage: Passage,
         return level.group(0)
     # an age bound is whom a figure is for too ("45岁以下的要占多少" against 全委会's share)
     age = _AGE_BOUND.search(asked.simplified)
-    if age and age.group() not in quoted:
+    if age and f"{cn_to_int(age.group(1)) or age.group(1)}岁以{age.group(2)}" not in quoted:
         return age.group()
     if asked.english:
         return next((zh for w in _ENGLISH_WORD.findall(asked.simplified.lower())
