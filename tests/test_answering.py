@@ -883,3 +883,9 @@ def test_everyday_names_for_scientists_are_the_plans_own(qa):
 def test_setting_up_party_organisations_is_where_they_are_set_up(qa):
     a = qa.ask("How should party organisations be set up inside the societies?")
     assert a.found and a.citations[0].ref == "五、1"
+
+
+def test_a_verbs_direction_is_no_qualifier(qa):
+    """"从基层上来的人": 上来 (tagged as a time word) names no one the share is for."""
+    a = qa.ask("中国科协那个全体委员和常委里面，从基层上来的人比例各自要提到多少？")
+    assert a.found and a.citations[0].ref == "二、1" and "70%" in a.text

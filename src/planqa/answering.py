@@ -371,6 +371,8 @@ def unnamed_group(asked: Query, plan: Plan) -> str | None:
                  if m.group() not in plan.text_simplified), None)
 
 
+# "从基层上来的人": a verb's direction, which jieba may tag as a time word
+_DIRECTIONS = frozenset("上来 下来 上去 下去 过来 过去 出来 进来 回来".split())
 _AGE_BOUND = re.compile(r"(\d+|[一二三四五六七八九十]+)\s*岁以([下上])")
 # "领导让我查一下…": whoever sent the speaker to ask
 _SENT_BY = re.compile(r"(?:让|叫|要|请|托|派)(?:我|咱|俺)(?:们)?")
@@ -420,7 +422,8 @@ def uncovered_qualifier(asked: Query, sentences: list[str], passage: Passage,
         start, pos = pos, pos + len(word)
         # nouns, and attributives such as 省级 (jieba's "b"); not the object of a verb
         # before 的 ("一线搞科研的": the people who do research)
-        if (not (flag.startswith(("n", "b")) or (flag == "t" and word in plan.text_simplified))
+        if (not (flag.startswith(("n", "b"))
+                 or (flag == "t" and word in plan.text_simplified and word not in _DIRECTIONS))
                 or len(word) < 2 or word in STOPWORDS or pos <= sender
                 or (0 < k < len(tags) - 1 and tags[k - 1][1].startswith("v")
                     and tags[k + 1][0] == "的")
