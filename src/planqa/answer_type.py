@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 
 _NUM = r"(?:\d+(?:\.\d+)?|[一二三四五六七八九十百千万两几]+)"
 # Provinces and large cities: what a "which cities/provinces" question needs named.
@@ -269,18 +270,15 @@ _WHY = re.compile(r"为什么|为何|为啥|干嘛要|什么意义|啥意义|意
 _CLAUSE = re.compile(r"[^,，。;；:：?？!！]+")
 # A sentence of the question: up to its end mark (or the end of the question).
 _SENTENCE = re.compile(r"[^。！!？?；;\n]*(?:[。！!？?；;\n]+|$)")
+# Question words, Chinese and English.
+_WH = (r"什么|啥|怎么|怎样|咋|如何|多少|哪|谁|是否|有没有|是不是|能不能|会不会|要不要|可不可以|"
+       r"\b(?:what|which|who|whom|whose|when|where|why|how)\b")
 # What makes a sentence ask rather than tell.
 # (几 alone does not: "有几位老领导想留" tells; a sentence that asks with it ends in ？)
-_ASKING = re.compile(r"[?？]|吗|呢|什么|啥|怎么|怎样|咋|如何|多少|哪|谁|是否|有没有|是不是|"
-                     r"能不能|会不会|要不要|可不可以|\b(?:what|which|who|whom|whose|when|where|"
-                     r"why|how|is|are|does|do|did|can|will|should)\b", re.I)
-
-
+_ASKING = re.compile(rf"[?？]|吗|呢|{_WH}|\b(?:is|are|does|do|did|can|will|should)\b", re.I)
 # A question word of its own: "农村那块怎么弄" asks by itself, "那常务理事会呢" only points
 # back at the question before it (呢, 吗 and the question mark ask nothing of their own).
-_OWN_ASK = re.compile(r"什么|啥|怎么|怎样|咋|如何|多少|几|哪|谁|是否|有没有|是不是|能不能|会不会|"
-                      r"要不要|可不可以|\b(?:what|which|who|whom|whose|when|where|why|how)\b",
-                      re.I)
+_OWN_ASK = re.compile(rf"{_WH}|几", re.I)
 
 
 def asks_by_itself(question: str) -> bool:
@@ -288,6 +286,7 @@ def asks_by_itself(question: str) -> bool:
     return bool(_OWN_ASK.search(question))
 
 
+@lru_cache(maxsize=4096)
 def asking_start(question: str) -> int:
     """Where the question's asking begins: after the sentences that only set the scene
     ("我在机关人事处，领导让我先摸个底……份额。我记得现在是五成多一点，要涨到多少？" asks in
@@ -321,6 +320,7 @@ def _type_of(question: str) -> AnswerType | None:
     return None
 
 
+@lru_cache(maxsize=4096)  # read once per question, not once per candidate sentence
 def expected_type(question: str) -> AnswerType | None:
     """The answer type a (Simplified, normalized) question asks for, if any (none for
     a question about why). Read from its asking sentences only (`asking_part`); none
